@@ -1,0 +1,247 @@
+"""The model spec: one normalized description of a decoder, whatever it was read from.
+
+Profiles, Hugging Face `config.json` files and GGUF headers all become a `ModelSpec`; everything
+downstream (tensor inventory, KV cache, compute buffers) reads only this. Per-layer fields are
+explicit because Gemma 4 varies them per layer: sliding layers and full layers differ in head
+size and KV heads, KV-shared layers own no cache, K=V layers store no V projection, and the
+MLP is double-wide on KV-shared layers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from planner.errors import PlannerInputError
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSpec:
+    index: int
+    sliding: bool                 # sliding-window attention layer (else full/global attention)
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int                 # K and V head size on this layer
+    window: int | None            # sliding window in tokens (None on full layers)
+    k_eq_v: bool                  # the layer has no v_proj: V is derived from K's projection
+    kv_source: int | None         # None: owns its KV cache; else the index of the layer it reads
+    ffn_dim: int                  # dense MLP intermediate size on this layer (0 if none)
+    n_experts: int = 0            # routed experts on this layer (0 = dense only)
+    n_experts_used: int = 0
+    expert_ffn_dim: int = 0
+    ple_dim: int = 0              # per-layer-embedding width feeding this layer (Gemma 3n/4)
+    has_qk_norm: bool = False
+
+    @property
+    def owns_kv(self) -> bool:
+        return self.kv_source is None
+
+    @property
+    def kv_width(self) -> int:
+        """Elements per token of K (and of V) on this layer."""
+        return self.n_kv_heads * self.head_dim
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    arch: str                     # normalized family: gemma4, gemma4_unified, gemma4_assistant, gemma3, gemma3n, llama, ...
+    vocab_size: int
+    hidden_size: int
+    layers: tuple[LayerSpec, ...]
+    max_context: int
+    tie_word_embeddings: bool = True
+    ple_dim: int = 0
+    ple_vocab: int = 0
+    attention_bias: bool = False
+    config: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # raw HF config for encoders
+    source: str = ""
+    published: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # arch-specific (altup, drafter)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def sliding_window(self) -> int | None:
+        w = [l.window for l in self.layers if l.sliding and l.window]
+        return max(w) if w else None
+
+    @property
+    def is_moe(self) -> bool:
+        return any(l.n_experts for l in self.layers)
+
+    @property
+    def has_encoders(self) -> bool:
+        return bool(self.config.get("vision_config") or self.config.get("audio_config"))
+
+    @property
+    def cache_layers(self) -> tuple[LayerSpec, ...]:
+        return tuple(l for l in self.layers if l.owns_kv)
+
+
+def _req(cfg: dict, key: str, where: str) -> Any:
+    if key not in cfg or cfg[key] is None:
+        raise PlannerInputError(f"{where}: missing field '{key}' needed to size the model")
+    return cfg[key]
+
+
+def _int(cfg: dict, key: str, where: str, default: int | None = None) -> int:
+    v = cfg.get(key, default)
+    if v is None:
+        raise PlannerInputError(f"{where}: missing field '{key}' needed to size the model")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < 0:
+        raise PlannerInputError(f"{where}: field '{key}' must be a non-negative integer, got {v!r}")
+    return int(v)
+
+
+def text_config_of(config: dict) -> dict:
+    tc = config.get("text_config")
+    return tc if isinstance(tc, dict) else config
+
+
+def _kv_sources(layer_types: list[str], n_shared: int, where: str) -> list[int | None]:
+    """Which layer's cache each layer reads (transformers' kv_sharing_modes, Gemma 3n/4).
+
+    From index n - n_shared on, a layer reuses the cache of the last non-shared layer of its
+    own attention type. A drafter whose layers are all shared reads the target's cache.
+    """
+    n = len(layer_types)
+    if n_shared <= 0:
+        return [None] * n
+    first = n - n_shared
+    out: list[int | None] = [None] * first
+    for i in range(first, n):
+        src = next((j for j in range(first - 1, -1, -1) if layer_types[j] == layer_types[i]), None)
+        # -1: the cache lives in another model (an MTP drafter reads its target's cache)
+        out.append(src if src is not None else -1)
+    return out
+
+
+def spec_from_hf_config(config: dict, *, name: str, source: str = "", max_context: int | None = None,
+                        published: dict | None = None) -> ModelSpec:
+    """Build a ModelSpec from a Hugging Face config dict (any decoder; Gemma 3/3n/4 in full)."""
+    where = source or name
+    if not isinstance(config, dict):
+        raise PlannerInputError(f"{where}: config must be a JSON/YAML object")
+    top_type = str(config.get("model_type", "")).lower()
+    tc = text_config_of(config)
+    text_type = str(tc.get("model_type", top_type)).lower()
+    arch = _normalize_arch(top_type, text_type)
+
+    n = _int(tc, "num_hidden_layers", where)
+    hidden = _int(tc, "hidden_size", where)
+    n_heads = _int(tc, "num_attention_heads", where)
+    n_kv = _int(tc, "num_key_value_heads", where, default=n_heads)
+    head_dim = _int(tc, "head_dim", where, default=hidden // max(n_heads, 1))
+    vocab = _int(tc, "vocab_size", where)
+    layer_types = tc.get("layer_types")
+    window = tc.get("sliding_window")
+    if layer_types is None:
+        layer_types = _default_layer_types(arch, tc, n, window)
+    if len(layer_types) != n:
+        raise PlannerInputError(f"{where}: layer_types has {len(layer_types)} entries, num_hidden_layers is {n}")
+    sliding_flags = [str(t) in ("sliding_attention", "sliding", "local") for t in layer_types]
+    if any(sliding_flags) and not window:
+        raise PlannerInputError(f"{where}: sliding layers need field 'sliding_window'")
+
+    inter = tc.get("intermediate_size", 0)
+    inter_list = list(inter) if isinstance(inter, list) else [int(inter or 0)] * n
+    if len(inter_list) != n:
+        raise PlannerInputError(f"{where}: intermediate_size list has {len(inter_list)} entries, expected {n}")
+
+    n_shared = int(tc.get("num_kv_shared_layers") or 0)
+    if arch == "gemma4_assistant":
+        n_shared = n  # the drafter config says so in __post_init__; every layer reads the target's cache
+    sources = _kv_sources([str(t) for t in layer_types], n_shared, where)
+
+    gemma4_like = arch in ("gemma4", "gemma4_unified", "gemma4_assistant")
+    global_hd = int(tc.get("global_head_dim") or 0) if gemma4_like else 0
+    if gemma4_like and not global_hd:
+        global_hd = 512  # transformers Gemma4TextConfig default (configuration_gemma4.py)
+    k_eq_v = bool(tc.get("attention_k_eq_v", False)) if gemma4_like else False
+    n_global_kv = tc.get("num_global_key_value_heads")
+    double_wide = bool(tc.get("use_double_wide_mlp", False))
+
+    n_experts = int(tc.get("num_experts") or tc.get("num_local_experts") or tc.get("n_routed_experts") or 0)
+    if gemma4_like and not tc.get("enable_moe_block", False):
+        n_experts = 0
+    top_k = int(tc.get("top_k_experts") or tc.get("num_experts_per_tok") or 0)
+    moe_ffn = int(tc.get("moe_intermediate_size") or 0)
+    if n_experts and not moe_ffn:
+        moe_ffn = int(inter_list[0])  # Mixtral-style: experts have the dense width, no dense MLP
+    moe_replaces_dense = n_experts > 0 and not gemma4_like
+
+    ple_dim = int(tc.get("hidden_size_per_layer_input") or 0) if arch in ("gemma4", "gemma3n") else 0
+    ple_vocab = int(tc.get("vocab_size_per_layer_input") or 0) if ple_dim else 0
+
+    layers = []
+    for i in range(n):
+        sliding = sliding_flags[i]
+        hd, kv = head_dim, n_kv
+        layer_k_eq_v = False
+        if gemma4_like and not sliding:
+            hd = global_hd
+            # num_global_key_value_heads applies only when attention_k_eq_v (configuration_gemma4.py)
+            if k_eq_v:
+                layer_k_eq_v = True
+                if n_global_kv is not None:
+                    kv = int(n_global_kv)
+        ffn = int(inter_list[i])
+        if double_wide and sources[i] is not None:
+            ffn *= 2
+        if moe_replaces_dense:
+            ffn = 0
+        layers.append(LayerSpec(
+            index=i, sliding=sliding, n_heads=n_heads, n_kv_heads=kv, head_dim=hd,
+            window=int(window) if sliding else None, k_eq_v=layer_k_eq_v, kv_source=sources[i],
+            ffn_dim=ffn, n_experts=n_experts, n_experts_used=top_k if n_experts else 0,
+            expert_ffn_dim=moe_ffn if n_experts else 0, ple_dim=ple_dim,
+            has_qk_norm=arch.startswith("gemma3") or gemma4_like or text_type in ("qwen3", "qwen3_moe"),
+        ))
+
+    ctx = max_context or _int(tc, "max_position_embeddings", where, default=0) or 0
+    if ctx <= 0:
+        raise PlannerInputError(f"{where}: missing field 'max_position_embeddings' (the model's maximum context)")
+    tie = config.get("tie_word_embeddings", tc.get("tie_word_embeddings", True if arch.startswith("gemma") else False))
+    extra: dict[str, Any] = {}
+    if arch == "gemma3n":
+        extra["altup_num_inputs"] = int(tc.get("altup_num_inputs", 4))
+        extra["laurel_rank"] = int(tc.get("laurel_rank", 64))
+    if arch == "gemma4_assistant":
+        extra["backbone_hidden_size"] = int(config.get("backbone_hidden_size", 1536))
+        extra["use_ordered_embeddings"] = bool(config.get("use_ordered_embeddings", False))
+        extra["num_centroids"] = int(config.get("num_centroids", 2048))
+    return ModelSpec(
+        name=name, arch=arch, vocab_size=vocab, hidden_size=hidden, layers=tuple(layers),
+        max_context=int(ctx), tie_word_embeddings=bool(tie), ple_dim=ple_dim, ple_vocab=ple_vocab,
+        attention_bias=bool(tc.get("attention_bias", False)), config=config, source=source,
+        published=published or {}, extra=extra,
+    )
+
+
+def _normalize_arch(top_type: str, text_type: str) -> str:
+    if top_type in ("gemma4_assistant", "gemma4_unified_assistant"):
+        return "gemma4_assistant"
+    if top_type.startswith("gemma4_unified") or text_type.startswith("gemma4_unified"):
+        return "gemma4_unified"
+    if top_type.startswith("gemma4") or text_type.startswith("gemma4"):
+        return "gemma4"
+    if top_type.startswith("gemma3n") or text_type.startswith("gemma3n"):
+        return "gemma3n"
+    if top_type.startswith("gemma3") or text_type.startswith("gemma3"):
+        return "gemma3"
+    return text_type or top_type or "llama"
+
+
+def _default_layer_types(arch: str, tc: dict, n: int, window: Any) -> list[str]:
+    if arch in ("gemma3", "gemma4", "gemma4_unified"):
+        pattern = int(tc.get("sliding_window_pattern") or 6)
+        return ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(n)]
+    if arch == "gemma3n":
+        return ["full_attention" if (i + 1) % 5 == 0 else "sliding_attention" for i in range(n)]
+    if window and tc.get("use_sliding_window", True) and str(tc.get("model_type", "")) in ("mistral", "gemma2"):
+        if tc.get("model_type") == "gemma2":
+            return ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n)]
+        return ["sliding_attention"] * n
+    return ["full_attention"] * n
