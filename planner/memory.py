@@ -1,0 +1,105 @@
+"""Memory terms: every buffer a runtime allocates, as a function of the context length.
+
+Each term is `const + per_cell * cells(context)`, where `cells` is how many token slots the
+runtime really allocates for that buffer (padded, capped at a sliding window, rounded to
+blocks). That one shape covers weights (per_cell = 0), KV caches, and compute buffers that
+grow with the attended length, and it lets the solver evaluate thousands of combinations per
+millisecond and find the largest context exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CATEGORIES = ("weights", "kv", "compute", "overhead")
+PLACES = ("device", "host")
+
+
+def ceil_to(x: int, m: int) -> int:
+    return -(-x // m) * m if m > 1 else x
+
+
+@dataclass(frozen=True, slots=True)
+class Cells:
+    """Token slots a buffer holds for a requested context.
+
+    cells(ctx) = min(ceil_to(ctx * scale + add, pad), cap) * streams, then rounded to `pad_total`.
+    `kind='fixed'` ignores the context (e.g. llama.cpp's SWA cells when the window is smaller).
+    """
+    pad: int = 1
+    cap: int | None = None
+    add: int = 0
+    blocks_extra: int = 0      # whole blocks added after rounding (vLLM's +1 block for sliding layers)
+    streams: int = 1
+
+    def __call__(self, ctx: int) -> int:
+        n = ceil_to(ctx + self.add, self.pad) + self.blocks_extra * self.pad
+        if self.cap is not None and n > self.cap:
+            n = self.cap
+        return n * self.streams
+
+
+NO_CELLS = Cells(cap=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    name: str            # what llama.cpp's load log would call it: "KV cache (full layers, K f16 + V f16)"
+    category: str        # weights | kv | compute | overhead
+    place: str           # device | host
+    const: int = 0
+    per_cell: int = 0
+    cells: Cells = NO_CELLS
+    detail: str = ""
+    # attention masks/scores grow with (query tokens x attended cells); the runtime folds the query
+    # side into the coefficient when it is fixed (a ubatch), else it is the cells themselves
+    per_cell_sq: int = 0
+
+    def bytes_at(self, ctx: int) -> int:
+        if not (self.per_cell or self.per_cell_sq):
+            return self.const
+        n = self.cells(ctx)
+        return self.const + self.per_cell * n + self.per_cell_sq * n * n
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    name: str
+    category: str
+    place: str
+    nbytes: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    weights: int
+    kv: int
+    compute: int
+    overhead: int
+    device: int
+    host: int
+
+    @property
+    def total(self) -> int:
+        return self.device + self.host
+
+    def as_dict(self) -> dict[str, int]:
+        return {"weights": self.weights, "kv": self.kv, "compute": self.compute, "overhead": self.overhead,
+                "total": self.total, "device": self.device, "host": self.host}
+
+
+def evaluate_terms(terms: tuple[Term, ...], ctx: int) -> Totals:
+    acc = {"weights": 0, "kv": 0, "compute": 0, "overhead": 0}
+    dev = host = 0
+    for t in terms:
+        b = t.bytes_at(ctx)
+        acc[t.category] += b
+        if t.place == "device":
+            dev += b
+        else:
+            host += b
+    return Totals(acc["weights"], acc["kv"], acc["compute"], acc["overhead"], dev, host)
+
+
+def components_at(terms: tuple[Term, ...], ctx: int) -> list[Component]:
+    return [Component(t.name, t.category, t.place, t.bytes_at(ctx), t.detail) for t in terms]
