@@ -1,0 +1,34 @@
+"""Runtimes: how llama.cpp, vLLM, transformers and MLX really allocate memory."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from planner.catalog import resolve_model
+from planner.formats import get_format
+from planner.plan import Plan, normalize_runtime
+from planner.runtimes.base import MemoryModel
+
+
+def _module(runtime: str):
+    if runtime == "llama.cpp":
+        from planner.runtimes import llamacpp as m
+    elif runtime == "vllm":
+        from planner.runtimes import vllm as m
+    elif runtime == "transformers":
+        from planner.runtimes import transformers_rt as m
+    else:
+        from planner.runtimes import mlx as m
+    return m
+
+
+def allowed_format_families(runtime: str) -> tuple[str, ...]:
+    return _module(normalize_runtime(runtime)).ALLOWED_FAMILIES
+
+
+@lru_cache(maxsize=8192)
+def build_memory_model(plan: Plan) -> MemoryModel:
+    """The memory model of a plan (context left open). Cached: the solver calls it per combination."""
+    runtime = normalize_runtime(plan.runtime)
+    spec = resolve_model(plan.model)
+    fmt = get_format(plan.weights)
+    return _module(runtime).build(spec, plan, fmt)

@@ -1,0 +1,101 @@
+"""What every runtime shares: weight terms grouped by component, constants, the memory model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+from planner.catalog import load_yaml, profiles_dir
+from planner.errors import PlannerInputError
+from planner.formats import WeightFormat, weight_bytes_by_tensor
+from planner.inventory import model_tensors
+from planner.kv import LayerCache
+from planner.memory import Component, Term, Totals, components_at, evaluate_terms
+from planner.plan import ResolvedPlan
+from planner.spec import ModelSpec
+
+# Component names, in the order a load log would list them.
+ROLE_COMPONENT = {
+    "token_embedding": "token embedding",
+    "ple_table": "per-layer embedding table (PLE)",
+    "ple_projection": "PLE gates and projections",
+    "attention": "attention projections",
+    "mlp": "dense MLP",
+    "moe_experts": "MoE experts",
+    "moe_router": "MoE router",
+    "norm": "norms and scalars",
+    "lm_head": "output head (untied)",
+    "altup_laurel": "AltUp and LAuReL",
+    "drafter": "MTP drafter projections",
+    "vision": "vision encoder",
+    "audio": "audio encoder",
+    "projector": "multimodal projectors",
+}
+
+
+@lru_cache(maxsize=1)
+def runtime_constants() -> dict:
+    path = profiles_dir() / "runtimes.yaml"
+    data = load_yaml(path, "runtime constants")
+    if not isinstance(data, dict):
+        raise PlannerInputError(f"{path}: expected a mapping of runtime name -> constants")
+    return data
+
+
+def const(runtime: str, *keys: str) -> float:
+    node = runtime_constants().get(runtime, {})
+    for k in keys:
+        if not isinstance(node, dict) or k not in node:
+            raise PlannerInputError(f"profiles/runtimes.yaml: missing {runtime}.{'.'.join(keys)}")
+        node = node[k]
+    if isinstance(node, dict):
+        node = node.get("value")
+    return node
+
+
+@lru_cache(maxsize=4096)
+def weight_bytes_by_role(spec: ModelSpec, fmt: WeightFormat, include_vision: bool, include_audio: bool) -> tuple[tuple[str, int, str], ...]:
+    """(role, bytes, storage types) for the model in the format; cached, it walks every tensor."""
+    tensors = model_tensors(spec, include_vision=include_vision, include_audio=include_audio)
+    n_expert = max((l.n_experts for l in spec.layers), default=0)
+    per_tensor = weight_bytes_by_tensor(tensors, fmt, arch=spec.arch, n_layer=spec.n_layers, n_expert=n_expert)
+    by_role: dict[str, int] = {}
+    types: dict[str, set[str]] = {}
+    for t in tensors:
+        b, typ = per_tensor[t.name]
+        by_role[t.role] = by_role.get(t.role, 0) + b
+        types.setdefault(t.role, set()).add(typ)
+    order = list(ROLE_COMPONENT)
+    return tuple((r, by_role[r], "+".join(sorted(types[r]))) for r in sorted(by_role, key=order.index))
+
+
+def weight_terms(spec: ModelSpec, fmt: WeightFormat, rp: ResolvedPlan, host_roles: frozenset[str] = frozenset(),
+                 label: str = "") -> list[Term]:
+    include = not rp.text_only
+    has_audio = bool(spec.config.get("audio_config"))
+    has_vision = bool(spec.config.get("vision_config"))
+    terms = []
+    for role, nbytes, types in weight_bytes_by_role(spec, fmt, include and has_vision, include and has_audio):
+        place = "host" if role in host_roles else "device"
+        name = ROLE_COMPONENT[role] + (f" {label}" if label else "")
+        terms.append(Term(name, "weights", place, const=nbytes, detail=types))
+    return terms
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Everything one (model, weights, runtime, settings) combination allocates, as terms of context."""
+    spec: ModelSpec
+    resolved: ResolvedPlan
+    runtime: str
+    terms: tuple[Term, ...]
+    granularity: int                          # context step at which allocations change
+    max_context: int
+    layer_caches: Callable[[int], list[LayerCache]] = field(repr=False, compare=False, default=lambda ctx: [])
+    notes: tuple[str, ...] = ()
+
+    def totals(self, ctx: int) -> Totals:
+        return evaluate_terms(self.terms, ctx)
+
+    def components(self, ctx: int) -> list[Component]:
+        return components_at(self.terms, ctx)
