@@ -96,6 +96,9 @@ def build(key: str, e: dict, published: dict) -> dict:
             config["mm_tokens_per_image"] = 256
             if vc:
                 vc.pop("mm_tokens_per_image", None)
+                # Released config.json files set it false: no SigLIP pooling head (the tower is then
+                # 416.9M parameters, Google's published 417M; transformers' default True adds 15.2M).
+                vc["vision_use_head"] = False
     profile = {
         "name": name,
         "hf_id": hf_id,
