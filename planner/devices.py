@@ -353,13 +353,13 @@ def _nearest_class(cat: _Catalogue, size: int) -> Device | None:
 def _custom_device(given: str, m: re.Match[str], cat: _Catalogue) -> Device:
     number, unit = m.group(1), m.group(2).lower()
     size = int(Fraction(number) * _UNIT_BYTES[unit[0]])
-    ctx_oh = cat.overheads.get("cuda_context_bytes")
-    if ctx_oh is None:
-        raise PlannerInputError(f"{cat.path}: overheads: missing 'cuda_context_bytes' (needed for --device {given})")
-    ctx = int(ctx_oh.value)
+    reserve_oh = cat.overheads.get("nvidia_driver_reserved_bytes")
+    if reserve_oh is None:
+        raise PlannerInputError(f"{cat.path}: overheads: missing 'nvidia_driver_reserved_bytes' (needed for --device {given})")
+    ctx = int(reserve_oh.value)
     if size <= ctx:
         raise PlannerInputError(
-            f"--device: size '{given}' ({size} bytes) is not larger than the CUDA context alone ({ctx} bytes)")
+            f"--device: size '{given}' ({size} bytes) is not larger than the driver-reserved memory alone ({ctx} bytes)")
     ref = _nearest_class(cat, size)
     return Device(
         name=given.lower().replace(" ", ""),
@@ -367,10 +367,9 @@ def _custom_device(given: str, m: re.Match[str], cat: _Catalogue) -> Device:
         kind=CUSTOM_KIND,
         memory_bytes=size,
         usable_bytes=size - ctx,
-        usable_why=(f"custom size {given} = {size} bytes (GB and GiB both read as 2**30 bytes) minus the CUDA "
-                    f"context constant overheads.cuda_context_bytes ({ctx} bytes); no driver reserve or display "
-                    f"is subtracted, so this is the optimistic end (the N GiB class entries also take 512 MiB "
-                    f"of driver-reserved memory off)"),
+        usable_why=(f"custom size {given} = {size} bytes (GB and GiB both read as 2**30 bytes) minus "
+                    f"driver-reserved memory overheads.nvidia_driver_reserved_bytes ({ctx} bytes), as the N GiB "
+                    f"class entries; the runtime's CUDA context is counted per runtime"),
         bandwidth_gbps=ref.bandwidth_gbps if ref else 0.0,
         peak_dense_tflops_bf16=ref.peak_dense_tflops_bf16 if ref else 0.0,
         source=ref.source if ref else "user-supplied size",
