@@ -1,13 +1,20 @@
 """GGUF files: architecture from the header metadata, weight bytes from the real tensor infos.
 
-Read with the `gguf` package (the reader llama.cpp's own Python tools use). Per-layer arrays
+The header is walked with the `gguf` package's own type tables (GGUFValueType,
+GGMLQuantizationType, GGML_QUANT_SIZES) but without gguf.GGUFReader, which builds a numpy view
+per array element and takes ~9 s on a 262k-token vocabulary; this walk takes milliseconds and
+tests/test_gguf_file.py checks it against GGUFReader field by field. Per-layer arrays
 (`head_count_kv`, `feed_forward_length`, `sliding_window_pattern`) are honoured, which is where
 Gemma 4 files crash parsers that expect scalars. Weight bytes are exact: each tensor's type and
 shape give its size, summed as llama.cpp's loader does.
 """
 from __future__ import annotations
 
+import mmap
+import os
 import re
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from planner.errors import PlannerInputError
@@ -19,15 +26,126 @@ _ARCH = {"gemma4": "gemma4", "gemma3": "gemma3", "gemma3n": "gemma3n", "gemma4-a
          "gemma2": "gemma2"}
 
 
-def _field(reader, key: str, default=None):
-    f = reader.fields.get(key)
-    if f is None:
-        return default
+class _Truncated(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    version: int
+    fields: dict            # key -> value (arrays of strings are kept as their length only: ArrayLen)
+    tensors: list           # (name, shape in GGUF order ne[0..], ggml type name, n_bytes, offset)
+    data_offset: int
+    alignment: int
+    file_size: int
+
+
+class ArrayLen(int):
+    """A string array whose items were skipped (the tokenizer vocabulary): only its length."""
+
+
+def read_header(path: Path) -> GGUFHeader:
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
+
+    scalar = {GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
+              GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
+              GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
+              GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d"}
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 24:
+            raise _Truncated(f"{size} bytes")
+        buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        v = f.contents()
-    except Exception:  # noqa: BLE001 (a malformed field is reported as missing)
-        return default
-    return v
+        pos = 0
+
+        def take(fmt: str):
+            nonlocal pos
+            n = struct.calcsize(fmt)
+            if pos + n > size:
+                raise _Truncated(f"header ends at byte {size}")
+            v = struct.unpack_from(fmt, buf, pos)[0]
+            pos += n
+            return v
+
+        def string() -> str:
+            nonlocal pos
+            n = take("<Q")
+            if pos + n > size:
+                raise _Truncated(f"header ends at byte {size}")
+            s = bytes(buf[pos:pos + n]).decode("utf-8", errors="replace")
+            pos += n
+            return s
+
+        def value(vt: int):
+            nonlocal pos
+            vt = GGUFValueType(vt)
+            if vt == GGUFValueType.STRING:
+                return string()
+            if vt == GGUFValueType.ARRAY:
+                et, count = GGUFValueType(take("<I")), take("<Q")
+                if et == GGUFValueType.STRING:
+                    for _ in range(count):   # skip items: only the length matters (vocab size)
+                        n = struct.unpack_from("<Q", buf, pos)[0] if pos + 8 <= size else None
+                        if n is None or pos + 8 + n > size:
+                            raise _Truncated(f"header ends at byte {size}")
+                        pos += 8 + n
+                    return ArrayLen(count)
+                fmt = scalar[et]
+                n = struct.calcsize(fmt)
+                if pos + n * count > size:
+                    raise _Truncated(f"header ends at byte {size}")
+                if count > 4096:            # token scores/types: keep the length only
+                    pos += n * count
+                    return ArrayLen(count)
+                vals = list(struct.unpack_from("<" + fmt[1] * count, buf, pos))
+                pos += n * count
+                return vals
+            return take(scalar[vt])
+
+        if bytes(buf[0:4]) != b"GGUF":
+            raise PlannerInputError(f"{path}: not a GGUF file (bad magic)")
+        pos = 4
+        version = take("<I")
+        n_tensors, n_kv = take("<Q"), take("<Q")
+        fields = {}
+        for _ in range(n_kv):
+            key = string()
+            fields[key] = value(take("<I"))
+        alignment = int(fields.get("general.alignment", 32))
+        tensors = []
+        for _ in range(n_tensors):
+            name = string()
+            n_dims = take("<I")
+            dims = [take("<Q") for _ in range(n_dims)]
+            ttype = take("<I")
+            offset = take("<Q")
+            try:
+                qt = GGMLQuantizationType(ttype)
+            except ValueError:
+                raise PlannerInputError(f"{path}: tensor {name} has unknown ggml type {ttype}") from None
+            block, tsize = GGML_QUANT_SIZES[qt]
+            numel = 1
+            for d in dims:
+                numel *= d
+            tensors.append((name, tuple(dims), qt.name.lower(), numel // block * tsize, offset))
+        data_offset = -(-pos // alignment) * alignment
+    finally:
+        buf.close()
+    end = max((off + nb for _, _, _, nb, off in tensors), default=0)
+    if data_offset + end > size:
+        raise _Truncated(f"tensor data needs {data_offset + end} bytes, the file has {size}")
+    return GGUFHeader(version, fields, tensors, data_offset, alignment, size)
+
+
+class _Fields:
+    def __init__(self, header: GGUFHeader):
+        self.fields = header.fields
+
+
+def _field(reader, key: str, default=None):
+    v = reader.fields.get(key, default)
+    return default if v is None else v
 
 
 def _per_layer(value, n: int, what: str, path: Path) -> list[int]:
@@ -68,14 +186,13 @@ def load_gguf(path: Path) -> ModelSpec:
     if not path.is_file():
         raise PlannerInputError(f"--model: file not found: {path}")
     try:
-        import gguf
-    except ImportError:  # pragma: no cover - gguf is a core dependency
-        raise PlannerInputError("reading GGUF files needs the 'gguf' package (pip install gguf)") from None
-    try:
-        reader = gguf.GGUFReader(str(path), "r")
-    except (ValueError, IndexError, OSError, KeyError, TypeError) as e:
+        header = read_header(path)
+    except _Truncated as e:
+        raise PlannerInputError(f"{path}: truncated GGUF file ({e})") from None
+    except (ValueError, OSError, struct.error, UnicodeDecodeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise PlannerInputError(f"{path}: not a readable GGUF file (truncated or corrupt: {msg})") from None
+        raise PlannerInputError(f"{path}: not a readable GGUF file ({msg})") from None
+    reader = _Fields(header)
 
     arch_name = _field(reader, "general.architecture")
     if not arch_name:
@@ -119,14 +236,13 @@ def load_gguf(path: Path) -> ModelSpec:
 
     tensors = []
     names = set()
-    for t in reader.tensors:
-        shape = tuple(int(x) for x in reversed(list(t.shape)))   # GGUF lists ne[0] first
-        typ = t.tensor_type.name.lower()
-        tensors.append((t.name, shape, typ, int(t.n_bytes)))
-        names.add(t.name)
+    for name, dims, typ, nbytes, _off in header.tensors:
+        shape = tuple(reversed(dims))   # GGUF lists ne[0] (the row length) first; PyTorch order is reversed
+        tensors.append((name, shape, typ, nbytes))
+        names.add(name)
     tok = next((s for nm, s, _, _ in tensors if nm == "token_embd.weight"), None)
     tokens = _field(reader, "tokenizer.ggml.tokens")
-    vocab = len(tokens) if isinstance(tokens, list) and tokens else (tok[0] if tok else 0)
+    vocab = int(tokens) if isinstance(tokens, int) and tokens else (tok[0] if tok else 0)
     if not vocab:
         raise PlannerInputError(f"{path}: cannot tell the vocabulary size (no tokenizer.ggml.tokens, no token_embd)")
 
@@ -148,7 +264,7 @@ def load_gguf(path: Path) -> ModelSpec:
         max_context=ctx, tie_word_embeddings="output.weight" not in names, ple_dim=ple_dim,
         ple_vocab=int(vocab) if ple_dim else 0, config={}, source=str(path),
         extra={"gguf_tensors": tuple(tensors), "gguf_arch": a, "file_type": _field(reader, "general.file_type"),
-               "file_bytes": total_file_bytes, "alignment": int(getattr(reader, "alignment", 32))},
+               "file_bytes": total_file_bytes, "alignment": header.alignment, "data_offset": header.data_offset},
     )
 
 

