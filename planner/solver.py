@@ -79,6 +79,10 @@ def max_context(mm: MemoryModel, device, budget: int, terms: tuple[Term, ...] | 
 
 
 def evaluate(plan: Plan, device, margin_bytes: int = 0) -> FitResult:
+    if plan.runtime == "vllm":
+        from planner.runtimes.vllm import plan_for_device
+
+        plan = plan_for_device(plan, device)
     mm = build_memory_model(replace(plan, context=None))
     ctx = plan.context or mm.max_context
     terms = _terms(mm, device)
