@@ -123,6 +123,9 @@ __all__ = [
     "tensor_requires_imatrix",
     "choose_tensor_types",
     "tensor_nbytes",
+    "gguf_tensor_order",
+    "gguf_data_layout",
+    "mapped_span",
 ]
 
 # GGUF_DEFAULT_ALIGNMENT (ggml/include/gguf.h); llama-quantize pads every tensor's data to it
@@ -215,9 +218,10 @@ FTYPE_ALIASES: dict[str, str] = {"q3_k": "q3_k_m", "q4_k": "q4_k_m", "q5_k": "q5
 
 _UNQUANTIZED = frozenset({"f32", "f16", "bf16", "f64", "i8", "i16", "i32", "i64"})
 
-# Inventory roles that are not part of llama.cpp's text GGUF (the mmproj file and the Gemma 4
-# assistant/drafter GGUF are separate files, quantized separately); choose_tensor_types skips them.
-ENCODER_ROLES = frozenset({"vision", "audio", "projector", "drafter"})
+# Inventory roles that are not part of llama.cpp's text GGUF (encoders live in the separate mmproj
+# GGUF, which llama-quantize does not mix); choose_tensor_types skips them. "drafter" tensors are
+# kept: they are the Gemma 4 assistant GGUF's own tensors (arch gemma4-assistant).
+ENCODER_ROLES = frozenset({"vision", "audio", "projector"})
 
 # tensor_category (src/llama-quant.cpp:26)
 _TOKEN_EMBD, _ATTN_Q, _ATTN_V, _ATTN_K, _ATTN_QKV, _ATTN_KV_B, _ATTN_OUT = range(7)
@@ -660,6 +664,39 @@ def choose_tensor_types(
             new_type = _fallback(t, new_type)
         out[t.name] = new_type
     return out
+
+
+def gguf_tensor_order(names: Iterable[str]) -> list[str]:
+    """The order llama-quantize writes tensors in: llama_model_loader::weights_map order
+    (weight_name_comparer, src/llama-model-loader.h:54) -- non-block tensors first, by name, then
+    block by block (numeric layer), by name within a block."""
+    return sorted(names, key=lambda n: (_layer_of(n), n))
+
+
+def gguf_data_layout(tensors: Iterable[TensorSpec], types: dict[str, str], *,
+                     alignment: int = GGUF_DEFAULT_ALIGNMENT) -> dict[str, tuple[int, int]]:
+    """name -> (offset, nbytes) inside the tensor-data section of a GGUF written by llama-quantize:
+    tensors in gguf_tensor_order, each one's data padded to `alignment` (src/llama-quant.cpp main
+    loop, `zeros(fout, GGML_PAD(new_size, align) - new_size)`). Only tensors named in `types`."""
+    by_name = {t.name: t for t in tensors if t.name in types}
+    layout: dict[str, tuple[int, int]] = {}
+    off = 0
+    for name in gguf_tensor_order(by_name):
+        n = tensor_nbytes(by_name[name], types[name])
+        layout[name] = (off, n)
+        off = -(-(off + n) // alignment) * alignment
+    return layout
+
+
+def mapped_span(layout: dict[str, tuple[int, int]], names: Iterable[str]) -> int:
+    """Bytes from the first byte of the first to the last byte of the last of `names` in the file:
+    what `load_tensors: CPU_Mapped model buffer size` reports for a buffer type holding exactly
+    these tensors (llama_model_loader::get_mapping_range, src/llama-model-loader.cpp:1449) --
+    tensors of other buffers lying in between are included in the span."""
+    spans = [layout[n] for n in names]
+    if not spans:
+        return 0
+    return max(o + n for o, n in spans) - min(o for o, _ in spans)
 
 
 def tensor_nbytes(t: TensorSpec, ggml_type: str) -> int:

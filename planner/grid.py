@@ -14,20 +14,19 @@ import numpy as np
 
 from planner.memory import Term
 from planner.plan import Plan
-from planner.runtimes import build_memory_model
-from planner.runtimes.overhead import backend_of, overhead_terms
+from planner.runtimes import build_memory_model, device_terms
 from planner.solver import UNIFIED_KINDS, budget_bytes, max_context
 
 
 def term_bytes(term: Term, ctx: np.ndarray) -> np.ndarray:
     if not (term.per_cell or term.per_cell_sq):
-        return np.full(ctx.shape, term.const, dtype=np.int64)
+        return np.full(ctx.shape, max(term.const, term.floor), dtype=np.int64)
     c = term.cells
-    n = -(-(ctx + c.add) // c.pad) * c.pad + c.blocks_extra * c.pad
+    n = -(-(ctx * c.scale + c.add) // c.pad) * c.pad + c.blocks_extra * c.pad
     if c.cap is not None:
         n = np.minimum(n, c.cap)
     n = n * c.streams
-    return term.const + term.per_cell * n + term.per_cell_sq * n * n
+    return np.maximum(term.const + term.per_cell * n + term.per_cell_sq * n * n, term.floor)
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,6 @@ def evaluate_grid(plans: list[Plan], devices: list, contexts, margin_bytes: int 
     needed = np.zeros((P, D, C), dtype=np.int64)
     budget = np.zeros((P, D), dtype=np.int64)
     valid = np.zeros((P, C), dtype=bool)
-    backends = [backend_of(d) for d in devices]
     unified = np.array([d.kind in UNIFIED_KINDS for d in devices])
     def sums(mm):
         dev_bytes = np.zeros(C, dtype=np.int64)
@@ -74,7 +72,7 @@ def evaluate_grid(plans: list[Plan], devices: list, contexts, margin_bytes: int 
                 mm = build_memory_model(replace(plan_for_device(plan, dev), context=None))
                 dev_bytes, host_bytes = sums(mm)
             oh_dev = oh_host = 0
-            for t in overhead_terms(mm.runtime, dev):
+            for t in device_terms(mm, dev):
                 if t.place == "device":
                     oh_dev += t.const
                 else:
@@ -84,7 +82,6 @@ def evaluate_grid(plans: list[Plan], devices: list, contexts, margin_bytes: int 
             else:
                 needed[p, d] = dev_bytes + oh_dev
             budget[p, d] = budget_bytes(dev, margin_bytes, mm)
-    del backends
     return GridResult(plans, devices, ctx, needed, budget, valid)
 
 

@@ -22,17 +22,19 @@ def ceil_to(x: int, m: int) -> int:
 class Cells:
     """Token slots a buffer holds for a requested context.
 
-    cells(ctx) = min(ceil_to(ctx * scale + add, pad), cap) * streams, then rounded to `pad_total`.
-    `kind='fixed'` ignores the context (e.g. llama.cpp's SWA cells when the window is smaller).
+    cells(ctx) = min(ceil_to(ctx * scale + add, pad) + blocks_extra * pad, cap) * streams
+    (`scale`: a buffer shared by several sequences, like llama.cpp's unified cache, holds
+    context x sequences cells in one stream).
     """
     pad: int = 1
     cap: int | None = None
     add: int = 0
     blocks_extra: int = 0      # whole blocks added after rounding (vLLM's +1 block for sliding layers)
     streams: int = 1
+    scale: int = 1
 
     def __call__(self, ctx: int) -> int:
-        n = ceil_to(ctx + self.add, self.pad) + self.blocks_extra * self.pad
+        n = ceil_to(ctx * self.scale + self.add, self.pad) + self.blocks_extra * self.pad
         if self.cap is not None and n > self.cap:
             n = self.cap
         return n * self.streams
@@ -53,12 +55,16 @@ class Term:
     # attention masks/scores grow with (query tokens x attended cells); the runtime folds the query
     # side into the coefficient when it is fixed (a ubatch), else it is the cells themselves
     per_cell_sq: int = 0
+    # graph allocators reuse memory: a compute buffer is the larger of a context-dependent
+    # phase (attention) and a fixed one (logits); `floor` is the fixed phase
+    floor: int = 0
 
     def bytes_at(self, ctx: int) -> int:
         if not (self.per_cell or self.per_cell_sq):
-            return self.const
+            return max(self.const, self.floor)
         n = self.cells(ctx)
-        return self.const + self.per_cell * n + self.per_cell_sq * n * n
+        b = self.const + self.per_cell * n + self.per_cell_sq * n * n
+        return b if b >= self.floor else self.floor
 
 
 @dataclass(frozen=True, slots=True)

