@@ -460,6 +460,37 @@ def validate(
     raise typer.Exit(run_validate(measurements_dir=measurements, as_json=as_json))
 
 
+# --- llama.cpp fidelity (issue 5) ------------------------------------------------------------
+measure_app = typer.Typer(help="Measure what a real runtime allocates (needs the runtime installed).",
+                          no_args_is_help=True)
+app.add_typer(measure_app, name="measure")
+
+
+@measure_app.command("llama-cpp")
+def measure_llama_cpp(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Catalogue architectures to write as sparse GGUFs (default: a sweep).")] = None,
+    weights: Annotated[Optional[list[str]], typer.Option("--weights", "-w", help="GGUF types (default q4_0, q8_0, bf16, q4_k_m).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Directory (default measurements/llama_cpp).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A small sweep that fits this machine's RAM quickly.")] = False,
+) -> None:
+    """Load sparse GGUFs of catalogue architectures in llama-cpp-python and record its load log."""
+    from planner.llamacpp_measure import run_measure
+
+    raise typer.Exit(run_measure(models=model, weights=weights, out_dir=out, quick=quick))
+
+
+@app.command()
+def explain(
+    logfile: Annotated[Path, typer.Argument(help="A llama.cpp / llama-server / ollama load log.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Override the model (catalogue name or file) when the log does not name it.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reconcile a llama.cpp load log term by term with the planner; exit 0 when all agree."""
+    from planner.explain import run_explain
+
+    raise typer.Exit(run_explain(logfile, model=model, as_json=as_json))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input is one line on stderr and exit status 2, never a traceback."""
     try:
