@@ -146,12 +146,13 @@ def write_junit(outcomes: list[Outcome], path: Path, source: Path) -> None:
     ET.indent(tree)
     path = Path(path)
     # atomic: a reader never sees a half-written report, and a failed write leaves the old one
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             tree.write(f, encoding="utf-8", xml_declaration=True)
         os.replace(tmp, path)
     except OSError as err:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
         raise PlannerInputError(f"--junit {path}: cannot write: {err.strerror}") from None

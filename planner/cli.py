@@ -53,6 +53,8 @@ def _plan_options(f):
         click.option("--swa-full", "swa_full", is_flag=True, help="llama.cpp: full-size cache for sliding-window layers."),
         click.option("--kv-unified/--no-kv-unified", "kv_unified", default=None,
                      help="llama.cpp: one KV buffer shared by all sequences (default off, as with an explicit --parallel)."),
+        click.option("--no-mmap", "no_mmap", is_flag=True,
+                     help="llama.cpp: load weights into RAM instead of mapping the file (the PLE table becomes resident)."),
         click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in README.md)."),
     ]
     for o in reversed(opts):
@@ -82,7 +84,7 @@ def _flash(value: str | None) -> str | None:
 
 
 def _plans(models, weights, runtime, kv, kv_k, kv_v, context, sequences, ubatch, text_only, flash_attn,
-           swa_full, kv_unified, max_batched_tokens=None) -> list:
+           swa_full, kv_unified, max_batched_tokens=None, no_mmap=False) -> list:
     from planner.catalog import model_names, resolve_model
     from planner.formats import format_names, get_format
     from planner.plan import Plan, normalize_runtime, parse_context
@@ -116,11 +118,14 @@ def _plans(models, weights, runtime, kv, kv_k, kv_v, context, sequences, ubatch,
             fmt = get_format(w)
             if fmt.family not in allowed:
                 if weights:
-                    _fail(f"--weights {w}: the {rt} runtime does not load {fmt.family} weights")
+                    ok = [f for f in COMMON_FORMATS[rt]]
+                    _fail(f"--weights {w}: the {rt} runtime does not load {fmt.family} weights; "
+                          f"it loads e.g. {', '.join(ok)} (`planner formats`)")
                 continue
             plans.append(Plan(model=name, weights=fmt.name, runtime=rt, kv_type_k=k, kv_type_v=v, context=c,
                               sequences=sequences, ubatch=ubatch, flash_attn=_flash(flash_attn), swa_full=swa_full,
-                              kv_unified=kv_unified, text_only=text_only, max_batched_tokens=max_batched_tokens))
+                              kv_unified=kv_unified, text_only=text_only, max_batched_tokens=max_batched_tokens,
+                              mmap=not no_mmap))
     return plans, explicit_models
 
 
@@ -142,7 +147,7 @@ def _gib(b: int) -> str:
 @_plan_options
 @click.option("--max-sequences", "max_sequences", is_flag=True, help="Also solve for the most concurrent sequences that fit.")
 def fit(device, model, weights, kv_type, kv_type_k, kv_type_v, context, sequences, runtime, ubatch, max_batched_tokens,
-        margin, text_only, flash_attn, swa_full, kv_unified, as_json, max_sequences) -> None:
+        margin, text_only, flash_attn, swa_full, kv_unified, no_mmap, as_json, max_sequences) -> None:
     """Does it fit? The largest context that fits, device and host bytes. Exit 0 when every
     requested combination fits, 1 when one does not, 2 for bad input. Without --model, lists
     the catalogue (exit 0)."""
@@ -155,7 +160,7 @@ def fit(device, model, weights, kv_type, kv_type_k, kv_type_v, context, sequence
         _fail(f"--margin: must be >= 0 MiB, got {margin}")
     devices = [get_device(d) for d in device]
     plans, explicit = _plans(list(model), list(weights), runtime, kv_type, kv_type_k, kv_type_v, context, sequences,
-                             ubatch, text_only, flash_attn, swa_full, kv_unified, max_batched_tokens)
+                             ubatch, text_only, flash_attn, swa_full, kv_unified, max_batched_tokens, no_mmap)
     margin_b = int(margin * MIB)
     results = [evaluate(p, d, margin_b) for d in devices for p in plans]
     seqs = {}
@@ -187,22 +192,27 @@ def _print_fit_table(results, seqs, margin_b) -> None:
         budget = rows[0][1].budget
         title = (f"{dev_name}: {_gib(dev.usable_bytes)} GiB usable of {_gib(dev.memory_bytes)} GiB"
                  + (f", margin {_mib(margin_b)} MiB" if margin_b else "") + f"  [{rows[0][1].model.runtime}]")
-        headers = ["model", "weights", "kv", "context", "seqs", "fits", "max context", "device GiB", "host GiB",
-                   "headroom GiB"] + (["max seqs"] if seqs else [])
+        show_mapped = any(r.totals.mapped for _, r in rows)
+        headers = ["model", "weights", "kv", "context", "seqs", "fits", "max context", "device GiB", "host GiB"] + \
+            (["mapped GiB"] if show_mapped else []) + ["headroom GiB"] + (["max seqs"] if seqs else [])
         table_rows = []
         for i, r in rows:
             d = r.model.resolved
             kv = d.kv_type_k if d.kv_type_k == d.kv_type_v else f"{d.kv_type_k}/{d.kv_type_v}"
             row = [r.model.spec.name, r.plan.weights, kv, f"{r.context:,}", str(r.plan.sequences),
                    "yes" if r.fits else "NO", f"{r.max_context:,}" if r.max_context else "-",
-                   _gib(r.totals.device), _gib(r.totals.host), _gib(r.headroom)]
+                   _gib(r.totals.device), _gib(r.totals.host)] + \
+                ([_gib(r.totals.mapped)] if show_mapped else []) + [_gib(r.headroom)]
             if seqs:
                 row.append(str(seqs[i]))
             table_rows.append(row)
-        print(render(headers, table_rows, right={3, 4, 6, 7, 8, 9, 10}, title=title))
+        print(render(headers, table_rows, right={3, 4} | set(range(6, len(headers))), title=title))
         print()
         del budget
     notes = sorted({n for r in results for n in r.notes})
+    if any(r.totals.mapped for r in results):
+        notes.append("mapped: file-backed pages read on demand (llama.cpp mmaps Gemma's per-layer embedding table); "
+                     "reported, not counted against the device (--no-mmap counts them as host RAM)")
     for n in notes:
         print(f"note: {n}")
 
@@ -214,14 +224,14 @@ def _print_fit_table(results, seqs, margin_b) -> None:
 @click.option("--device", "-d", "device", help="Also report the largest context that fits this device.")
 @click.option("--layers", "layers", is_flag=True, help="List every layer's KV cache.")
 def breakdown(model, weights, kv_type, kv_type_k, kv_type_v, context, sequences, runtime, ubatch, max_batched_tokens,
-              margin, text_only, flash_attn, swa_full, kv_unified, as_json, device, layers) -> None:
+              margin, text_only, flash_attn, swa_full, kv_unified, no_mmap, as_json, device, layers) -> None:
     """Every buffer by name, in MiB, device and host, like llama.cpp's load log."""
     from planner.devices import get_device
     from planner.report import SCHEMA_BREAKDOWN, result_dict
     from planner.solver import evaluate
 
     plans, _ = _plans([model], [weights], runtime, kv_type, kv_type_k, kv_type_v, context, sequences, ubatch,
-                      text_only, flash_attn, swa_full, kv_unified, max_batched_tokens)
+                      text_only, flash_attn, swa_full, kv_unified, max_batched_tokens, no_mmap)
     plan = plans[0]
     dev = get_device(device) if device else get_device("80gb-gpu")
     r = evaluate(plan, dev, int(margin * MIB))
@@ -249,13 +259,19 @@ def breakdown(model, weights, kv_type, kv_type_k, kv_type_v, context, sequences,
     from planner.memory import components_at
 
     comps += components_at(r.overhead, r.context)
-    rows = [[c.name, c.category, _mib(c.nbytes) if c.place == "device" else "",
-             _mib(c.nbytes) if c.place == "host" else "", c.detail] for c in comps]
     tot = r.totals
-    rows.append(["total", "", _mib(tot.device), _mib(tot.host), f"weights {_mib(tot.weights)}, KV {_mib(tot.kv)}, "
-                 f"compute {_mib(tot.compute)}, overhead {_mib(tot.overhead)} MiB"])
-    print(render(["component", "kind", "device MiB", "host MiB", "detail"], rows, right={2, 3},
-                 max_width={4: 110}))
+    headers = ["component", "kind", "device MiB", "host MiB"] + (["mapped MiB"] if tot.mapped else []) + ["detail"]
+    rows = []
+    for c in comps:
+        row = [c.name, c.category, _mib(c.nbytes) if c.place == "device" else "",
+               _mib(c.nbytes) if c.place == "host" else ""]
+        if tot.mapped:
+            row.append(_mib(c.nbytes) if c.place == "mapped" else "")
+        rows.append(row + [c.detail])
+    total_row = ["total", "", _mib(tot.device), _mib(tot.host)] + ([_mib(tot.mapped)] if tot.mapped else [])
+    rows.append(total_row + [f"weights {_mib(tot.weights)}, KV {_mib(tot.kv)}, compute {_mib(tot.compute)}, "
+                             f"overhead {_mib(tot.overhead)} MiB"])
+    print(render(headers, rows, right=set(range(2, len(headers) - 1)), max_width={len(headers) - 1: 100}))
     if layers:
         lrows = [[str(c.layer), "sliding" if c.sliding else "full", f"{c.cells:,}", str(c.streams),
                   f"{c.k_type.name} x{c.k_width}", f"{c.v_type.name} x{c.v_width}" if c.v_width else "-",

@@ -57,7 +57,7 @@ def evaluate_grid(plans: list[Plan], devices: list, contexts, margin_bytes: int 
             b = term_bytes(t, ctx)
             if t.place == "device":
                 dev_bytes += b
-            else:
+            elif t.place == "host":
                 host_bytes += b
         return dev_bytes, host_bytes
 
@@ -75,7 +75,7 @@ def evaluate_grid(plans: list[Plan], devices: list, contexts, margin_bytes: int 
             for t in device_terms(mm, dev):
                 if t.place == "device":
                     oh_dev += t.const
-                else:
+                elif t.place == "host":
                     oh_host += t.const
             if unified[d]:
                 needed[p, d] = dev_bytes + host_bytes + oh_dev + oh_host

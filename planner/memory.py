@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CATEGORIES = ("weights", "kv", "compute", "overhead")
-PLACES = ("device", "host")
+# device: accelerator memory (VRAM, or the GPU's share of unified memory); host: resident system
+# RAM; mapped: file-backed pages read on demand (llama.cpp's mmap'd Gemma PLE table: only the rows
+# of the tokens seen become resident, and the kernel can drop them again), reported, not budgeted.
+PLACES = ("device", "host", "mapped")
 
 
 def ceil_to(x: int, m: int) -> int:
@@ -47,7 +50,7 @@ NO_CELLS = Cells(cap=0)
 class Term:
     name: str            # what llama.cpp's load log would call it: "KV cache (full layers, K f16 + V f16)"
     category: str        # weights | kv | compute | overhead
-    place: str           # device | host
+    place: str           # device | host | mapped
     const: int = 0
     per_cell: int = 0
     cells: Cells = NO_CELLS
@@ -84,27 +87,30 @@ class Totals:
     overhead: int
     device: int
     host: int
+    mapped: int = 0
 
     @property
     def total(self) -> int:
-        return self.device + self.host
+        return self.device + self.host + self.mapped
 
     def as_dict(self) -> dict[str, int]:
         return {"weights": self.weights, "kv": self.kv, "compute": self.compute, "overhead": self.overhead,
-                "total": self.total, "device": self.device, "host": self.host}
+                "total": self.total, "device": self.device, "host": self.host, "mapped": self.mapped}
 
 
 def evaluate_terms(terms: tuple[Term, ...], ctx: int) -> Totals:
     acc = {"weights": 0, "kv": 0, "compute": 0, "overhead": 0}
-    dev = host = 0
+    dev = host = mapped = 0
     for t in terms:
         b = t.bytes_at(ctx)
         acc[t.category] += b
         if t.place == "device":
             dev += b
-        else:
+        elif t.place == "host":
             host += b
-    return Totals(acc["weights"], acc["kv"], acc["compute"], acc["overhead"], dev, host)
+        else:
+            mapped += b
+    return Totals(acc["weights"], acc["kv"], acc["compute"], acc["overhead"], dev, host, mapped)
 
 
 def components_at(terms: tuple[Term, ...], ctx: int) -> list[Component]:

@@ -58,7 +58,7 @@ class Plan:
     text_only: bool | None = None      # None: what the runtime loads by default
     max_batched_tokens: int | None = None   # vLLM's max_num_batched_tokens
     gpu_memory_utilization: float | None = None  # vLLM
-    calibration: bool = True
+    mmap: bool = True                  # llama.cpp --mmap (default) / --no-mmap
 
     def with_context(self, ctx: int) -> "Plan":
         return replace(self, context=ctx)

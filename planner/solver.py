@@ -44,7 +44,9 @@ def _terms(mm: MemoryModel, device) -> tuple[Term, ...]:
 
 
 def needed_bytes(totals: Totals, device) -> int:
-    return totals.total if device.kind in UNIFIED_KINDS else totals.device
+    """Resident bytes that must fit: device bytes on a discrete GPU; device + host where they share
+    one pool. File-backed mapped pages (read on demand, evictable) are never counted."""
+    return totals.device + totals.host if device.kind in UNIFIED_KINDS else totals.device
 
 
 def budget_bytes(device, margin_bytes: int, mm: MemoryModel | None = None) -> int:

@@ -38,6 +38,10 @@ N_BATCH = 2048
 N_UBATCH = 512
 CTX_PAD = 256
 HOST_ROLES = frozenset({"token_embedding", "ple_table"})
+# With mmap (the default) the PLE table is only read row by row for the tokens seen: its pages
+# are file-backed and fault in on demand (gemma4.cpp loads it TENSOR_READ_LAZY; llama-model-loader
+# maps it lazily above 4 GiB). It is reported as mapped, not budgeted; --no-mmap makes it resident.
+MAPPED_ROLES = frozenset({"ple_table"})
 
 
 def resolve(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> ResolvedPlan:
@@ -92,7 +96,7 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
         from planner.gguf_file import gguf_weight_bytes_by_role
 
         for role, nbytes, types in gguf_weight_bytes_by_role(spec):
-            terms.append(Term(ROLE_COMPONENT[role], "weights", "host" if role in HOST_ROLES else "device",
+            terms.append(Term(ROLE_COMPONENT[role], "weights", _place(role, plan),
                               const=nbytes, detail=f"{types} (from the file)"))
         data = sum(t[3] for t in spec.extra["gguf_tensors"])
         span = spec.extra["file_bytes"] - spec.extra["data_offset"]
@@ -100,7 +104,11 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
             terms.append(Term("GGUF alignment padding", "weights", "device", const=span - data,
                               detail="32-byte alignment between tensors in the mapped file"))
     else:
-        terms += weight_terms(spec, fmt, rp, host_roles=HOST_ROLES)
+        for t in weight_terms(spec, fmt, rp, host_roles=HOST_ROLES):
+            if t.name == ROLE_COMPONENT["ple_table"] and plan.mmap:
+                t = Term(t.name, t.category, "mapped", const=t.const,
+                         detail=t.detail + "; mmap: rows read on demand, not resident (--no-mmap: resident)")
+            terms.append(t)
         pad = _alignment_padding(spec, fmt)
         if pad:
             terms.append(Term("GGUF alignment padding", "weights", "device", const=pad,
@@ -162,6 +170,12 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
 
     return MemoryModel(spec, rp, NAME, tuple(terms), granularity=CTX_PAD, max_context=spec.max_context,
                        layer_caches=layer_caches, notes=rp.notes)
+
+
+def _place(role: str, plan: Plan) -> str:
+    if role in MAPPED_ROLES and plan.mmap:
+        return "mapped"
+    return "host" if role in HOST_ROLES else "device"
 
 
 def _alignment_padding(spec: ModelSpec, fmt: WeightFormat) -> int:
