@@ -182,6 +182,8 @@ def fit(device, model, weights, kv_type, kv_type_k, kv_type_v, context, sequence
 
 
 def _print_fit_table(results, seqs, margin_b) -> None:
+    from planner.safety import flag as safety_flag
+    from planner.safety import note as safety_note
     from planner.textable import render
 
     by_device: dict[str, list] = {}
@@ -199,6 +201,7 @@ def _print_fit_table(results, seqs, margin_b) -> None:
         for i, r in rows:
             d = r.model.resolved
             kv = d.kv_type_k if d.kv_type_k == d.kv_type_v else f"{d.kv_type_k}/{d.kv_type_v}"
+            kv += safety_flag(r.model.spec.name, d.kv_type_k) or safety_flag(r.model.spec.name, d.kv_type_v)
             row = [r.model.spec.name, r.plan.weights, kv, f"{r.context:,}", str(r.plan.sequences),
                    "yes" if r.fits else "NO", f"{r.max_context:,}" if r.max_context else "-",
                    _gib(r.totals.device), _gib(r.totals.host)] + \
@@ -210,6 +213,11 @@ def _print_fit_table(results, seqs, margin_b) -> None:
         print()
         del budget
     notes = sorted({n for r in results for n in r.notes})
+    for r in results:
+        for t in dict.fromkeys((r.model.resolved.kv_type_k, r.model.resolved.kv_type_v)):
+            n = safety_note(r.model.spec.name, t)
+            if n and n not in notes:
+                notes.append(n + " [! unsafe, ? risky]")
     if any(r.totals.mapped for r in results):
         notes.append("mapped: file-backed pages read on demand (llama.cpp mmaps Gemma's per-layer embedding table); "
                      "reported, not counted against the device (--no-mmap counts them as host RAM)")

@@ -40,6 +40,7 @@ def result_dict(r: FitResult, *, components: bool = True) -> dict:
         },
         "notes": list(r.notes),
         "calibration": calibration_label(r.model.runtime),
+        "kv_safety": _kv_safety(r.model.spec.name, rp.kv_type_k, rp.kv_type_v),
     }
     if components:
         comps = r.model.components(r.context) + [
@@ -48,6 +49,16 @@ def result_dict(r: FitResult, *, components: bool = True) -> dict:
         d["components"] = [{"name": c.name, "category": c.category, "place": c.place, "bytes": c.nbytes,
                             "detail": c.detail} for c in comps]
     return d
+
+
+def _kv_safety(model: str, k: str, v: str) -> dict | None:
+    """Measured verdicts for the K and V cache types, or None when the model was never probed."""
+    from planner.safety import verdicts
+
+    found = verdicts(model)
+    if not found:
+        return None
+    return {t: found[t] for t in dict.fromkeys((k, v)) if t in found} or None
 
 
 def _overhead_components(r: FitResult):
