@@ -37,6 +37,11 @@ def resolve(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> ResolvedPlan:
                                     f"q4_0 ~ kv_bits 4); allowed: {', '.join(RUNTIME_KV_TYPES[NAME])}")
     if k != v:
         raise PlannerInputError("--kv-type-k/--kv-type-v: MLX quantizes K and V alike; give one --kv-type")
+    if KV_TYPES[k].quantized and any(l.sliding for l in spec.cache_layers):
+        # mlx_lm/models/cache.py: RotatingKVCache.to_quantized raises "RotatingKVCache Quantization NYI",
+        # so --kv-bits fails on any model with sliding-window layers once the cache is quantized
+        raise PlannerInputError(f"--kv-type {k}: mlx-lm cannot quantize the rotating (sliding-window) caches "
+                                f"{spec.name} uses (RotatingKVCache quantization not implemented); use bf16 or f16")
     return ResolvedPlan(plan, k, v, ubatch=int(plan.ubatch or const(NAME, "prefill_step_size")), batch=0,
                         flash_attn=True, kv_unified=False,
                         text_only=bool(plan.text_only) if plan.text_only is not None else True)
