@@ -10,16 +10,11 @@ from pathlib import Path
 import click
 
 from planner.errors import PlannerInputError
+from planner.formats import COMMON_FORMATS
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 DEFAULT_CONTEXT = 8192
-COMMON_FORMATS = {
-    "llama.cpp": ["bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "qat-q4_0", "q4_0", "iq4_xs", "q3_k_m", "q2_k"],
-    "vllm": ["bf16", "fp8", "awq-int4", "gptq-int4", "nf4"],
-    "transformers": ["bf16", "fp8", "nf4", "awq-int4", "gptq-int4"],
-    "mlx": ["bf16", "mlx-8bit", "mlx-4bit"],
-}
 LLAMACPP_DEFAULTS = ("llama.cpp defaults (f16 cache, n_batch 2048, n_ubatch 512, flash attention auto, swa_full off) "
                      "as in the llama.cpp vendored by llama-cpp-python 0.3.36 (common/common.h)")
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}

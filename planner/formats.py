@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 
-from planner.errors import unknown_name
+from planner.errors import PlannerInputError, unknown_name
 from planner.tensors import TensorSpec
 
 FLOAT_BYTES = {"f32": 4, "bf16": 2, "f16": 2}
@@ -39,6 +39,15 @@ _OTHER = {
     "awq-int4": WeightFormat("awq-int4", "awq", "AutoAWQ GEMM int4, group 128: int32-packed weights and zeros, fp16 scales", 4, 128),
     "gptq-int4": WeightFormat("gptq-int4", "gptq", "GPTQ int4, group 128: int32-packed weights and zeros, fp16 scales, int32 g_idx", 4, 128),
     "nf4": WeightFormat("nf4", "nf4", "bitsandbytes NF4, blocksize 64, double-quantized absmax", 4, 64),
+}
+
+
+# The formats people deploy, per runtime: what `planner fit` lists when no --weights is given.
+COMMON_FORMATS = {
+    "llama.cpp": ["bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "qat-q4_0", "q4_0", "iq4_xs", "q3_k_m", "q2_k"],
+    "vllm": ["bf16", "fp8", "awq-int4", "gptq-int4", "nf4"],
+    "transformers": ["bf16", "fp8", "nf4", "awq-int4", "gptq-int4"],
+    "mlx": ["bf16", "mlx-8bit", "mlx-4bit"],
 }
 
 
@@ -78,7 +87,10 @@ def weight_bytes_by_tensor(tensors: list[TensorSpec], fmt: WeightFormat, *, arch
 
         text = [t for t in tensors if not _is_encoder(t)]
         ftype = "q4_0" if fmt.name == "qat-q4_0" else fmt.name
-        types = choose_tensor_types(text, ftype, arch=_gguf_arch(arch), n_expert=n_expert, n_layer=n_layer)
+        try:
+            types = choose_tensor_types(text, ftype, arch=_gguf_arch(arch), n_expert=n_expert, n_layer=n_layer)
+        except ValueError as e:
+            raise PlannerInputError(f"--weights {fmt.name}: {e}") from None
         for t in text:
             typ = types[t.name]
             out[t.name] = (tensor_nbytes(t, typ), typ)

@@ -1,27 +1,35 @@
 """llama.cpp (llama-server, llama-cli, LM Studio, Ollama's GGUF path).
 
-Rules read from the llama.cpp vendored by llama-cpp-python 0.3.36 and checked against its own
-load logs (tests/test_llamacpp.py, measurements/llama_cpp/):
-- context (llama-context.cpp): n_ctx = context x sequences (llama.cpp's -c is the total),
-  n_batch = min(n_ctx, 2048), n_ubatch = min(n_batch, 512), n_ctx padded to 256; per-sequence
-  streams of n_ctx_seq = PAD(n_ctx / n_seq, 256) cells unless the cache is unified (one stream).
-- caches (llama-kv-cache-iswa.cpp:73): full-attention layers hold n_ctx_seq cells; sliding layers
+Rules read from the llama.cpp vendored by llama-cpp-python 0.3.36 (commit 0c1e570) and checked
+against its own load logs: measurements/llama_cpp/ (written by `planner measure llama-cpp`),
+tests/test_llamacpp_measured.py, tests/test_llamacpp_published.py.
+- context (llama-context.cpp): n_batch = min(n_ctx, 2048) on the unpadded n_ctx, n_ubatch =
+  min(n_batch, 512); n_ctx padded to 256; per-sequence streams of n_ctx_seq = PAD(n_ctx / n_seq,
+  256) cells unless the cache is unified (one stream of n_ctx cells). llama.cpp's -c is the total,
+  the planner's context is per sequence.
+- caches (llama-kv-cache-iswa.cpp): full-attention layers hold n_ctx_seq cells; sliding layers
   PAD(min(n_ctx_seq, n_swa x (unified ? n_seq : 1) + n_ubatch), 256) cells, or n_ctx_seq with
   --swa-full. Only layers below n_layer - shared_kv_layers own a cache (Gemma 3n/4). K=V layers
   still store V. V rows are per layer with flash attention on/auto; with it off V is stored
-  transposed at the widest layer's width (llama-kv-cache.cpp:210). A quantized V needs flash attention.
-- model buffers: token_embd and Gemma's per_layer_token_embd are input-layer tensors kept on
-  the host; a tied output head is loaded again on the GPU (llama-model-loader.cpp
-  TENSOR_DUPLICATED). The mmap'd buffer is the file span, GGUF's 32-byte alignment included.
-- compute buffer (sched_reserve, CPU backend): the worst-case ubatch graph; the allocator reuses
-  memory, so it is the larger of the logits phase (4 x vocab x n_ubatch + 8 x hidden x n_ubatch)
-  and the attention phase (without flash attention the f32 scores 4 x n_ubatch x n_head x n_kv
-  plus f32 masks; with it, f16 masks only), plus PLE and MoE temporaries.
-- output buffer: vocab x n_seq x 4 bytes on the host.
+  transposed at the widest layer's width (llama-kv-cache.cpp, TAG_V_CACHE_VARIABLE). A quantized V
+  needs flash attention (llama_init_from_model refuses it). Measured exact for every setting.
+- model buffers: with mmap the CPU_Mapped buffer is the file span of the tensors it holds (GGUF's
+  32-byte alignment included, tensors of other buffers in between too); token_embd and Gemma's
+  per_layer_token_embd are input-layer tensors kept on the host (the PLE table is read lazily,
+  its own CPU_Mapped buffer, when above 4 GiB); a tied output head is loaded again on a GPU
+  (TENSOR_DUPLICATED). On a CPU-only device the CPU backend copies Q4_0 / Q4_K / IQ4_NL / MXFP4
+  matmul weights (x86 AVX2; more types on ARM) into a CPU_REPACK buffer: real RAM, a device term.
+- compute buffer (sched_reserve, CPU backend): see compute_term; within 5% of the measured
+  buffer on most settings, the exceptions are ggml-alloc layout effects (tests list them).
+- output buffer: n_vocab x n_seq x 4 bytes on the host.
 Defaults are llama-server's / llama-cli's (common/common.h): f16 cache, n_batch 2048,
-n_ubatch 512, flash attention auto, swa_full off, kv_unified off for an explicit --parallel.
+n_ubatch 512, flash attention auto, swa_full off, kv_unified off for an explicit --parallel
+(llama-server's automatic 4 slots are unified). The library default (llama_context_default_params)
+has swa_full on; llama-cpp-python passes it through.
 """
 from __future__ import annotations
+
+from functools import lru_cache
 
 from planner.errors import PlannerInputError
 from planner.formats import WeightFormat
@@ -103,6 +111,10 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
         if span > data:
             terms.append(Term("GGUF alignment padding", "weights", "device", const=span - data,
                               detail="32-byte alignment between tensors in the mapped file"))
+    elif fmt.family == "float":
+        # an F32 / F16 / BF16 GGUF (convert_hf_to_gguf --outtype): 1-D tensors, norms and the MoE
+        # router stay F32 (gguf_mix.converter_type), so the bytes come from the GGUF table
+        terms += _float_gguf_terms(spec, fmt, rp, plan)
     else:
         for t in weight_terms(spec, fmt, rp, host_roles=HOST_ROLES):
             if t.name == ROLE_COMPONENT["ple_table"] and plan.mmap:
@@ -132,32 +144,7 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
                      if sliding and not rp.plan.swa_full else ""))
         terms.append(Term(label, "kv", "device", per_cell=per_cell, cells=cells, detail=detail))
 
-    # compute buffer: max(logits phase, attention phase) + temporaries
-    n_tok = rp.ubatch
-    head = max((l.n_heads for l in spec.layers), default=0)
-    logits_phase = 4 * spec.vocab_size * n_tok + 8 * spec.hidden_size * n_tok
-    extra = 0
-    if spec.ple_dim:
-        extra += 2 * 4 * spec.n_layers * spec.ple_dim * n_tok
-    moe = [l for l in spec.layers if l.n_experts]
-    if moe:
-        extra += 4 * 2 * moe[0].expert_ffn_dim * moe[0].n_experts_used * n_tok
-    full_cells = _cells(rp, False, None)
-    swa = [l for l in spec.cache_layers if l.sliding]
-    swa_cells = _cells(rp, True, swa[0].window) if swa and not rp.plan.swa_full else full_cells
-    streams = full_cells.streams
-    # per stream: [n_kv, n_ubatch / streams, heads, streams] = n_kv x n_ubatch x heads in all
-    del streams
-    if rp.flash_attn:
-        per_cell = 2 * n_tok                      # f16 mask
-        attn_detail = "flash attention: f16 masks only"
-    else:
-        per_cell = 4 * n_tok * (head + 1)         # f32 scores (softmax in place) + f32 mask
-        attn_detail = "no flash attention: f32 scores n_head x n_kv x n_ubatch, f32 masks"
-    swa_mask = (2 if rp.flash_attn else 4) * n_tok * swa_cells.cap if swa and swa_cells.cap else 0
-    terms.append(Term(f"compute buffer (ubatch {n_tok})", "compute", "device", const=extra + swa_mask,
-                      per_cell=per_cell, cells=Cells(pad=CTX_PAD, scale=full_cells.scale), floor=logits_phase + extra,
-                      detail=f"max(logits {logits_phase / 2**20:.1f} MiB, attention); {attn_detail}; CPU backend graph"))
+    terms.append(compute_term(spec, rp))
     terms.append(Term("output buffer (logits)", "compute", "host",
                       const=spec.vocab_size * plan.sequences * 4, detail="n_vocab x n_seq x float32"))
 
@@ -170,6 +157,101 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
 
     return MemoryModel(spec, rp, NAME, tuple(terms), granularity=CTX_PAD, max_context=spec.max_context,
                        layer_caches=layer_caches, notes=rp.notes)
+
+
+# Compute buffer (sched_reserve on the CPU backend): the worst-case ubatch graph reserved by
+# ggml-alloc, which reuses memory between ops, so the buffer is the high-water mark of one phase:
+# - logits: the output projection writes n_outputs x n_vocab f32 (n_outputs = n_ubatch in the
+#   reserve: n_outputs_max defaults to n_batch), while the final hidden states (a few
+#   n_embd x n_ubatch f32 rows; plus the dense-MLP row on Gemma 4 MoE) are still live;
+# - attention without flash attention: the f32 scores n_kv x n_ubatch x n_head of a full-attention
+#   layer, its f32 mask, the sliding layers' mask and the layer's other activations;
+# - with flash attention the scores are never materialised: f16 masks only. On Gemma 4 the masks
+#   stay live until the last (full-attention) layer and the allocator places the logits above them.
+# Fitted to measurements/llama_cpp (CPU backend); see tests/test_llamacpp_measured.py for the error.
+ACT_ROWS = {"gemma4": 3, "gemma4_unified": 3, "gemma4_assistant": 3}   # n_embd rows live with the logits
+# Other activations live while a full-attention layer's f32 scores are (bytes per token): a base,
+# ~3.4 copies of the query-sized rows (q, the attention output and its permuted copy) and the
+# per-layer-embedding rows; fitted on the five Gemma 4 shapes (E2B, E4B, 12B, 26B-A4B, 31B).
+CARRY_BASE, CARRY_Q, CARRY_PLE = 39_000, 3.39, 1.0
+# Allocator slack: ggml-alloc sometimes places the logits above a live layer activation; a
+# fraction of the layer heap is added so the error is balanced (tests list the measured spread).
+SLACK_FA, SLACK_NOFA = 0.15, 0.1
+MASK_FA = 0.75       # share of the f16 masks found below the logits
+
+
+def _carry_per_token(spec: ModelSpec) -> float:
+    q = max((l.n_heads * l.head_dim for l in spec.layers), default=0) * 4
+    ple = spec.ple_dim * spec.n_layers * 4
+    return CARRY_BASE + CARRY_Q * q + CARRY_PLE * ple
+
+
+def compute_term(spec: ModelSpec, rp: ResolvedPlan) -> Term:
+    n = rp.ubatch
+    gemma4 = spec.arch in ACT_ROWS
+    rows = ACT_ROWS.get(spec.arch, 2) * spec.hidden_size
+    moe = [l for l in spec.layers if l.n_experts]
+    if moe and gemma4:
+        rows += max(l.ffn_dim for l in moe)          # the shared (dense) MLP's intermediate
+    logits = 4 * spec.vocab_size * n + 4 * rows * n
+    carry = int(_carry_per_token(spec) * n)
+    swa = [l for l in spec.cache_layers if l.sliding]
+    swa_cells = _cells(rp, True, swa[0].window) if swa else None
+    # sliding-cache cells at their cap (window x seqs + ubatch; with --swa-full they are the full size)
+    swa_n = swa_cells.cap if swa_cells is not None and swa_cells.cap else 0
+    full = _cells(rp, False, None)
+    mask_cells = Cells(pad=CTX_PAD, scale=full.scale)          # n_kv x n_ubatch in all streams together
+    heads = max((l.n_heads for l in spec.layers if not l.sliding), default=max((l.n_heads for l in spec.layers), default=0))
+    backend = "CPU backend graph, measured; CUDA/Vulkan/Metal split it differently (see planner explain)"
+    name = f"compute buffer (ubatch {n})"
+    if rp.flash_attn:
+        if gemma4:
+            # the f16 masks stay live to the last (full-attention) layer: the logits go above them
+            swa_mask = 2 * n * (swa_n if not rp.plan.swa_full else 0)
+            slack = int(SLACK_FA * carry)
+            return Term(name, "compute", "device", const=logits + int(MASK_FA * swa_mask) + slack,
+                        per_cell=int(MASK_FA * 2 * n), cells=mask_cells,
+                        detail=f"logits {logits / 2**20:.1f} MiB + f16 attention masks (flash attention); {backend}")
+        return Term(name, "compute", "device", const=logits,
+                    detail=f"logits {logits / 2**20:.1f} MiB (flash attention: no score matrix); {backend}")
+    swa_mask = 4 * n * swa_n
+    return Term(name, "compute", "device", const=swa_mask + carry, per_cell=4 * n * (heads + 1), cells=mask_cells,
+                floor=logits + swa_mask + int(SLACK_NOFA * carry),
+                detail=(f"max(logits {logits / 2**20:.1f} MiB, f32 scores n_kv x {n} x {heads} heads + f32 masks) "
+                        f"(no flash attention); {backend}"))
+
+
+def _float_gguf_terms(spec: ModelSpec, fmt: WeightFormat, rp: ResolvedPlan, plan: Plan) -> list[Term]:
+    roles, types, pad = _float_gguf_roles(spec, fmt.name)
+    terms = []
+    for role in sorted(roles, key=list(ROLE_COMPONENT).index):
+        detail = "+".join(sorted(types[role]))
+        if role in MAPPED_ROLES and plan.mmap:
+            detail += "; mmap: rows read on demand, not resident (--no-mmap: resident)"
+        terms.append(Term(ROLE_COMPONENT[role], "weights", _place(role, plan), const=roles[role], detail=detail))
+    if pad:
+        terms.append(Term("GGUF alignment padding", "weights", "device", const=pad,
+                          detail="32-byte alignment between tensors in the mapped file"))
+    if not rp.text_only:   # encoders: the separate mmproj GGUF
+        enc = {"vision", "audio", "projector"}
+        terms += [t for t in weight_terms(spec, fmt, rp, host_roles=HOST_ROLES)
+                  if any(t.name == ROLE_COMPONENT[r] for r in enc)]
+    return terms
+
+
+@lru_cache(maxsize=256)
+def _float_gguf_roles(spec: ModelSpec, ftype: str) -> tuple[dict[str, int], dict[str, set], int]:
+    from planner.inventory import model_tensors
+
+    role = {t.name: t.role for t in model_tensors(spec, include_vision=False, include_audio=False)}
+    table = gguf_tensor_table(spec, ftype)
+    roles: dict[str, int] = {}
+    types: dict[str, set] = {}
+    for name, _shape, typ, nb, _o in table:
+        roles[role[name]] = roles.get(role[name], 0) + nb
+        types.setdefault(role[name], set()).add(typ)
+    span = max(o + nb for *_x, nb, o in table) - min(o for *_x, o in table)
+    return roles, types, span - sum(roles.values())
 
 
 def _place(role: str, plan: Plan) -> str:
@@ -202,10 +284,28 @@ def _alignment_padding_uncached(spec: ModelSpec, fmt: WeightFormat) -> int:
 
 
 def device_terms(mm: MemoryModel, device) -> tuple[Term, ...]:
-    """Terms that depend on the device: the tied output head's second copy on a discrete GPU."""
+    """Terms that depend on the device: the tied output head's second copy on a discrete GPU, and
+    on a CPU-only device the CPU_REPACK buffer (weights the CPU backend copies into its SIMD layout:
+    real RAM on top of the mapped file; `--no-repack` turns it off)."""
     from planner.runtimes.overhead import backend_of
 
-    if backend_of(device) != "cuda" or not mm.spec.tie_word_embeddings:
+    backend = backend_of(device)
+    if backend == "cpu":
+        kind = getattr(device, "kind", "cpu")
+        isa = "arm" if kind in ("phone", "sbc") else "x86"
+        fmt = mm.resolved.plan.weights
+        try:
+            rep = cpu_repack_bytes(mm.spec, fmt, isa)
+        except (ValueError, KeyError):
+            rep = 0
+        if not rep:
+            return ()
+        rules = ", ".join(sorted(REPACK_RULES[isa]))
+        return (Term("CPU_REPACK (weights repacked for the CPU matmul kernels)", "weights", "host", const=rep,
+                     detail=f"ggml-cpu repack.cpp, {'ARM NEON dotprod/i8mm' if isa == 'arm' else 'x86 AVX2'}: "
+                            f"{rules} matmul weights are copied out of the mmap into an interleaved layout "
+                            "(llama.cpp --no-repack avoids it)"),)
+    if backend != "cuda" or not mm.spec.tie_word_embeddings:
         return ()
     emb = next((t for t in mm.terms if t.name == ROLE_COMPONENT["token_embedding"]), None)
     if emb is None:
@@ -215,3 +315,122 @@ def device_terms(mm: MemoryModel, device) -> tuple[Term, ...]:
 
 
 _ = weight_bytes_by_role  # re-exported for the measurement harness
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU backend model buffers: CPU_Mapped (the mmap'd span) and CPU_REPACK
+# ---------------------------------------------------------------------------------------------
+# ggml-cpu/repack.cpp ggml_repack_get_optimal_repack_type: which weight types the CPU backend
+# copies into its own interleaved layout (an extra, really allocated buffer: CPU_REPACK) for its
+# SIMD matmul kernels, and the row multiple each needs. Only weights used by MUL_MAT (2-D) or
+# MUL_MAT_ID (3-D experts) move; token_embd / per_layer_token_embd (GET_ROWS) never do.
+REPACK_RULES = {
+    # x86-64 with AVX2 (AVX512 adds Q2_K)
+    "x86": {"q4_0": 8, "q4_k": 8, "iq4_nl": 8, "mxfp4": 8},
+    "x86-avx512": {"q4_0": 8, "q4_k": 8, "iq4_nl": 8, "mxfp4": 8, "q2_k": 8},
+    # ARM with NEON dotprod + i8mm (Apple M2+, recent phones)
+    "arm": {"q4_0": 4, "q4_k": 8, "q5_k": 8, "q6_k": 8, "iq4_nl": 4, "mxfp4": 4, "q8_0": 4},
+}
+CPU_TENSOR_ALIGNMENT = 32   # ggml-impl.h TENSOR_ALIGNMENT (CPU buffer type alignment)
+_GET_ROWS_ONLY = ("token_embd.weight", "per_layer_token_embd.weight")
+
+
+def gguf_tensor_table(spec: ModelSpec, ftype: str) -> list[tuple[str, tuple[int, ...], str, int, int]]:
+    """(name, shape, type, bytes, offset in the data section) of the text GGUF for `ftype`, in
+    file order: from the file for a GGUF spec, else as llama-quantize would write it."""
+    if "gguf_tensors" in spec.extra:
+        offs = spec.extra.get("gguf_offsets")
+        rows = []
+        off = 0
+        for i, (name, shape, typ, nbytes) in enumerate(spec.extra["gguf_tensors"]):
+            o = offs[i] if offs else off
+            rows.append((name, shape, typ, nbytes, o))
+            off = ceil_to(off + nbytes, int(spec.extra.get("alignment", 32)))
+        return rows
+    from planner.gguf_mix import choose_tensor_types, gguf_data_layout, tensor_nbytes
+    from planner.inventory import model_tensors
+
+    fmt_name = "q4_0" if ftype == "qat-q4_0" else ftype
+    tensors = model_tensors(spec, include_vision=False, include_audio=False)
+    n_expert = max((l.n_experts for l in spec.layers), default=0)
+    arch = {"gemma4_unified": "gemma4", "gemma4_assistant": "gemma4-assistant"}.get(spec.arch, spec.arch)
+    types = choose_tensor_types(tensors, fmt_name, arch=arch, n_expert=n_expert, n_layer=spec.n_layers)
+    layout = gguf_data_layout(tensors, types)
+    by = {t.name: t for t in tensors}
+    return sorted(((n, by[n].shape, types[n], nb, o) for n, (o, nb) in layout.items()), key=lambda r: r[4])
+
+
+def _repacked(name: str, shape: tuple[int, ...], typ: str, rules: dict[str, int]) -> bool:
+    if name in _GET_ROWS_ONLY or typ not in rules or len(shape) < 2 or not name.endswith(".weight"):
+        return False
+    rows = shape[-2]                      # ggml ne[1]: rows of a matrix, per-expert rows of a 3-D stack
+    return rows % rules[typ] == 0
+
+
+LAZY_MIN_BYTES = 4 * 1024**3   # llama-model-loader lazy_read::add, LLAMA_LAZY_MODE_AUTO: only above 4 GiB
+
+
+def cpu_model_buffers(spec: ModelSpec, ftype: str, repack: bool = True, isa: str = "x86") -> list[tuple[str, int]]:
+    """What `load_tensors: <buf> model buffer size` reports on the CPU backend (mmap, no GPU), in
+    log order: CPU_Mapped = the file span from the first to the last byte of the tensors left in
+    the mapping (llama_model_loader::get_mapping_range; tensors of other buffers lying between are
+    included), a second CPU_Mapped for Gemma 4's per-layer embedding table when it is read lazily
+    (TENSOR_READ_LAZY, above 4 GiB: its own context, its own mapped span), CPU_REPACK = the
+    repacked tensors, each padded to the CPU buffer alignment."""
+    table = gguf_tensor_table(spec, ftype)
+    rules = REPACK_RULES[isa] if repack else {}
+    gemma4 = spec.arch in ("gemma4", "gemma4_unified")
+
+    def lazy(n: str, nb: int) -> bool:
+        return gemma4 and n == "per_layer_token_embd.weight" and nb > LAZY_MIN_BYTES
+
+    mapped = [(o, nb) for n, s, t, nb, o in table if not _repacked(n, s, t, rules) and not lazy(n, nb)]
+    lazy_t = [(o, nb) for n, s, t, nb, o in table if lazy(n, nb)]
+    rep = [nb for n, s, t, nb, o in table if _repacked(n, s, t, rules)]
+    out: list[tuple[str, int]] = []
+    for group in (mapped, lazy_t):
+        if group:
+            out.append(("CPU_Mapped", max(o + nb for o, nb in group) - min(o for o, _ in group)))
+    if rep:
+        out.append(("CPU_REPACK", sum(ceil_to(nb, CPU_TENSOR_ALIGNMENT) for nb in rep)))
+    return out
+
+
+def cpu_repack_bytes(spec: ModelSpec, ftype: str, isa: str = "x86") -> int:
+    return sum(b for n, b in cpu_model_buffers(spec, ftype, True, isa) if n == "CPU_REPACK")
+
+
+# ---------------------------------------------------------------------------------------------
+# What llama.cpp's load log prints, predicted (tests, `planner explain`)
+# ---------------------------------------------------------------------------------------------
+
+def plan_from_log_settings(model: str, weights: str, *, n_ctx: int, n_ctx_seq: int | None, n_seq: int,
+                           n_ubatch: int, n_batch: int | None, type_k: str, type_v: str, flash_attn: str | None,
+                           swa_full: bool, kv_unified: bool) -> tuple[Plan, int]:
+    """The planner Plan (and its per-sequence context) for the settings a llama.cpp log shows.
+    A unified cache of n_ctx cells is context n_ctx // n_seq per sequence (the planner scales it
+    back by n_seq); per-sequence streams hold n_ctx_seq cells each."""
+    ctx = (n_ctx // max(n_seq, 1)) if kv_unified else (n_ctx_seq or n_ctx // max(n_seq, 1))
+    plan = Plan(model=model, weights=weights, runtime=NAME, kv_type_k=type_k, kv_type_v=type_v, context=ctx,
+                sequences=n_seq, ubatch=n_ubatch, batch=max(n_batch or N_BATCH, n_ubatch),
+                flash_attn=flash_attn or "auto", swa_full=swa_full, kv_unified=kv_unified)
+    return plan, ctx
+
+
+def predicted_kv_caches(mm: MemoryModel, ctx: int) -> list[dict]:
+    """One entry per KV cache llama.cpp creates (non-SWA first, then SWA; a model without
+    sliding layers has one): cells per stream, layers, streams, K and V bytes."""
+    out = []
+    by_kind: dict[bool, list[LayerCache]] = {}
+    for lc in mm.layer_caches(ctx):
+        by_kind.setdefault(lc.sliding, []).append(lc)
+    iswa = any(l.sliding for l in mm.spec.cache_layers) and any(not l.sliding for l in mm.spec.cache_layers)
+    for sliding in (False, True):
+        lcs = by_kind.get(sliding)
+        if not lcs:
+            continue
+        out.append({"kind": ("SWA" if sliding else "non-SWA") if iswa else None, "cells": lcs[0].cells,
+                    "layers": len(lcs), "streams": lcs[0].streams, "type_k": lcs[0].k_type.name,
+                    "type_v": lcs[0].v_type.name, "k_bytes": sum(l.k_bytes for l in lcs),
+                    "v_bytes": sum(l.v_bytes for l in lcs)})
+    return out

@@ -71,8 +71,15 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
                           cells=Cells(pad=step, cap=window - 1 + chunk, streams=b),
                           detail=f"RotatingKVCache: window - 1 + prefill chunk ({chunk}) at the prefill peak"))
     act = 2
-    c = lambda key: calibrated(NAME, spec, key, const(NAME, "activation", key))  # noqa: E731
-    width = max(c("hidden_copies") * spec.hidden_size + 3 * l.n_heads * l.head_dim + c("mlp_copies") * l.ffn_dim
+    consts = {}
+
+    def c(key: str) -> float:
+        if key not in consts:
+            consts[key] = calibrated(NAME, spec, key, const(NAME, "activation", key))
+        return consts[key]
+
+    hidden_c, mlp_c = c("hidden_copies"), c("mlp_copies")
+    width = max(hidden_c * spec.hidden_size + 3 * l.n_heads * l.head_dim + mlp_c * l.ffn_dim
                 + (2 * l.n_experts_used * l.expert_ffn_dim if l.n_experts else 0) for l in spec.layers)
     width += 2 * spec.n_layers * spec.ple_dim
     terms.append(Term(f"activations (prefill chunk of {chunk})", "compute", "device",

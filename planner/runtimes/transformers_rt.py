@@ -69,15 +69,17 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
                           detail="DynamicSlidingWindowLayer keeps window - 1 tokens"))
 
     act = FLOAT_BYTES["f32" if fmt.name == "f32" else "bf16"]
-    c = lambda key: calibrated(NAME, spec, key, const(NAME, "activation", key))  # noqa: E731
+    keys = ("hidden_copies", "kv_copies", "mlp_copies", "moe_copies", "ple_copies", "mask_bytes_per_element")
+    k = {key: calibrated(NAME, spec, key, const(NAME, "activation", key)) for key in keys}
+    c = k.__getitem__
     per_token = 0
     for layer in spec.layers:
         q_w = layer.n_heads * layer.head_dim
         # K and V reach SDPA expanded to every query head (repeat_kv), shared layers included
         kv_expanded = layer.n_heads * layer.head_dim
         moe = layer.n_experts_used * 2 * layer.expert_ffn_dim if layer.n_experts else 0
-        width = (c("hidden_copies") * spec.hidden_size + q_w + c("kv_copies") * kv_expanded
-                 + c("mlp_copies") * max(layer.ffn_dim, 0) + c("moe_copies") * moe)
+        width = (k["hidden_copies"] * spec.hidden_size + q_w + k["kv_copies"] * kv_expanded
+                 + k["mlp_copies"] * max(layer.ffn_dim, 0) + k["moe_copies"] * moe)
         per_token = max(per_token, int(width * act))
     ple = int(c("ple_copies") * spec.n_layers * spec.ple_dim * act) if spec.ple_dim else 0
     mask_types = len({l.sliding for l in spec.layers})

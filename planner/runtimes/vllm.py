@@ -133,8 +133,15 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
                           detail="the block pool reserves one null block"))
 
     act = 2
-    c = lambda key: calibrated(NAME, spec, key, const(NAME, "activation", key))  # noqa: E731
-    width = max(c("hidden_copies") * spec.hidden_size + 3 * l.n_heads * l.head_dim + c("mlp_copies") * l.ffn_dim
+    consts = {}
+
+    def c(key: str) -> float:
+        if key not in consts:
+            consts[key] = calibrated(NAME, spec, key, const(NAME, "activation", key))
+        return consts[key]
+
+    hidden_c, mlp_c = c("hidden_copies"), c("mlp_copies")
+    width = max(hidden_c * spec.hidden_size + 3 * l.n_heads * l.head_dim + mlp_c * l.ffn_dim
                 + (l.n_experts_used * 3 * l.expert_ffn_dim if l.n_experts else 0) for l in spec.layers)
     width += 2 * spec.n_layers * spec.ple_dim
     reqs = min(int(const(NAME, "max_num_seqs")), mnbt)
