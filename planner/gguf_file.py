@@ -44,7 +44,7 @@ class ArrayLen(int):
     """A string array whose items were skipped (the tokenizer vocabulary): only its length."""
 
 
-def read_header(path: Path) -> GGUFHeader:
+def read_header(path: Path, header_only: bool = False) -> GGUFHeader:
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
     scalar = {GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
@@ -133,7 +133,7 @@ def read_header(path: Path) -> GGUFHeader:
     finally:
         buf.close()
     end = max((off + nb for _, _, _, nb, off in tensors), default=0)
-    if data_offset + end > size:
+    if data_offset + end > size and not header_only:
         raise _Truncated(f"tensor data needs {data_offset + end} bytes, the file has {size}")
     return GGUFHeader(version, fields, tensors, data_offset, alignment, size)
 
@@ -181,12 +181,14 @@ def role_of(name: str) -> str:
     return "norm"
 
 
-def load_gguf(path: Path) -> ModelSpec:
+def load_gguf(path: Path, header_only: bool = False) -> ModelSpec:
+    """A GGUF file's ModelSpec. header_only=True accepts a file cut after its tensor table (e.g.
+    `head -c 16M model.gguf`): sizes then come from the tensor infos, which are exact anyway."""
     path = Path(path)
     if not path.is_file():
         raise PlannerInputError(f"--model: file not found: {path}")
     try:
-        header = read_header(path)
+        header = read_header(path, header_only=header_only)
     except _Truncated as e:
         raise PlannerInputError(f"{path}: truncated GGUF file ({e})") from None
     except (ValueError, OSError, struct.error, UnicodeDecodeError) as e:
@@ -258,7 +260,8 @@ def load_gguf(path: Path) -> ModelSpec:
             window=int(window) if sliding[i] else None, k_eq_v=k_eq_v, kv_source=sources[i], ffn_dim=ffn[i],
             n_experts=n_expert, n_experts_used=n_used, expert_ffn_dim=expert_ffn, ple_dim=ple_dim,
             has_qk_norm=f"blk.{i}.attn_q_norm.weight" in names))
-    total_file_bytes = path.stat().st_size
+    data_end = max((off + nb for _, _, _, nb, off in header.tensors), default=0)
+    total_file_bytes = max(path.stat().st_size, header.data_offset + data_end)
     return ModelSpec(
         name=path.stem, arch=_ARCH.get(a, a), vocab_size=int(vocab), hidden_size=hidden, layers=tuple(layers),
         max_context=ctx, tie_word_embeddings="output.weight" not in names, ple_dim=ple_dim,

@@ -56,3 +56,14 @@ def test_not_a_gguf(tmp_path):
     p.write_bytes(b"NOPE" + b"\0" * 100)
     with pytest.raises(PlannerInputError, match="not a GGUF"):
         load_gguf(p)
+
+
+def test_header_only_file_gives_the_same_spec(tmp_path, gemma3_270m_gguf):
+    full = load_gguf(gemma3_270m_gguf)
+    head = tmp_path / "head.gguf"
+    head.write_bytes(gemma3_270m_gguf.read_bytes()[: full.extra["data_offset"] + 100])
+    with pytest.raises(PlannerInputError, match="truncated"):
+        load_gguf(head)
+    spec = load_gguf(head, header_only=True)
+    assert spec.layers == full.layers and spec.extra["gguf_tensors"] == full.extra["gguf_tensors"]
+    assert spec.extra["file_bytes"] == full.extra["file_bytes"]
