@@ -53,6 +53,29 @@ def const(runtime: str, *keys: str) -> float:
     return node
 
 
+def activation_constant(runtime: str, spec: ModelSpec):
+    """A memoized accessor for a runtime's activation constants, calibrated when a calibration exists."""
+    from planner.calibration import calibrated
+
+    cache: dict[str, float] = {}
+
+    def c(key: str) -> float:
+        if key not in cache:
+            cache[key] = calibrated(runtime, spec, key, const(runtime, "activation", key))
+        return cache[key]
+
+    return c
+
+
+def widest_layer_activation(spec: ModelSpec, hidden_copies: float, mlp_copies: float, expert_width: int) -> float:
+    """Elements per token alive at the widest layer: hidden copies, q/k/v, MLP intermediates, the
+    routed experts' intermediates (expert_width x expert_ffn per used expert), plus Gemma's
+    per-layer-embedding inputs (two copies of layers x ple_dim, kept for the whole forward)."""
+    width = max(hidden_copies * spec.hidden_size + 3 * l.n_heads * l.head_dim + mlp_copies * l.ffn_dim
+                + (expert_width * l.n_experts_used * l.expert_ffn_dim if l.n_experts else 0) for l in spec.layers)
+    return width + 2 * spec.n_layers * spec.ple_dim
+
+
 @lru_cache(maxsize=4096)
 def weight_bytes_by_role(spec: ModelSpec, fmt: WeightFormat, include_vision: bool, include_audio: bool) -> tuple[tuple[str, int, str], ...]:
     """(role, bytes, storage types) for the model in the format. Catalogue models come from the

@@ -13,13 +13,12 @@ is why those names select it here.
 """
 from __future__ import annotations
 
-from planner.calibration import calibrated
 from planner.errors import PlannerInputError
 from planner.formats import WeightFormat
 from planner.kv import KV_TYPES, RUNTIME_KV_TYPES, LayerCache, get_kv_type
 from planner.memory import Cells, Term, ceil_to
 from planner.plan import Plan, ResolvedPlan
-from planner.runtimes.base import MemoryModel, const, weight_terms
+from planner.runtimes.base import MemoryModel, activation_constant, const, weight_terms, widest_layer_activation
 from planner.spec import ModelSpec
 
 NAME = "mlx"
@@ -71,17 +70,8 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
                           cells=Cells(pad=step, cap=window - 1 + chunk, streams=b),
                           detail=f"RotatingKVCache: window - 1 + prefill chunk ({chunk}) at the prefill peak"))
     act = 2
-    consts = {}
-
-    def c(key: str) -> float:
-        if key not in consts:
-            consts[key] = calibrated(NAME, spec, key, const(NAME, "activation", key))
-        return consts[key]
-
-    hidden_c, mlp_c = c("hidden_copies"), c("mlp_copies")
-    width = max(hidden_c * spec.hidden_size + 3 * l.n_heads * l.head_dim + mlp_c * l.ffn_dim
-                + (2 * l.n_experts_used * l.expert_ffn_dim if l.n_experts else 0) for l in spec.layers)
-    width += 2 * spec.n_layers * spec.ple_dim
+    c = activation_constant(NAME, spec)
+    width = widest_layer_activation(spec, c("hidden_copies"), c("mlp_copies"), expert_width=2)
     terms.append(Term(f"activations (prefill chunk of {chunk})", "compute", "device",
                       const=int(b * chunk * width * act), detail="hidden copies, q/k/v, MLP intermediates"))
     heads = max(l.n_heads for l in spec.layers)

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from planner.calibration import calibrated
 from planner.errors import PlannerInputError
 from planner.formats import WeightFormat
 from planner.kv import KV_TYPES, RUNTIME_KV_TYPES, LayerCache, get_kv_type
 from planner.memory import Cells, Term, ceil_to
 from planner.plan import Plan, ResolvedPlan
-from planner.runtimes.base import MemoryModel, const, weight_terms
+from planner.runtimes.base import MemoryModel, activation_constant, const, weight_terms, widest_layer_activation
 from planner.spec import ModelSpec
 
 NAME = "vllm"
@@ -133,17 +132,8 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
                           detail="the block pool reserves one null block"))
 
     act = 2
-    consts = {}
-
-    def c(key: str) -> float:
-        if key not in consts:
-            consts[key] = calibrated(NAME, spec, key, const(NAME, "activation", key))
-        return consts[key]
-
-    hidden_c, mlp_c = c("hidden_copies"), c("mlp_copies")
-    width = max(hidden_c * spec.hidden_size + 3 * l.n_heads * l.head_dim + mlp_c * l.ffn_dim
-                + (l.n_experts_used * 3 * l.expert_ffn_dim if l.n_experts else 0) for l in spec.layers)
-    width += 2 * spec.n_layers * spec.ple_dim
+    c = activation_constant(NAME, spec)
+    width = widest_layer_activation(spec, c("hidden_copies"), c("mlp_copies"), expert_width=3)
     reqs = min(int(const(NAME, "max_num_seqs")), mnbt)
     terms.append(Term(f"profile run activations ({mnbt} batched tokens)", "compute", "device",
                       const=int(mnbt * width * act), detail="dummy forward of max_num_batched_tokens"))
