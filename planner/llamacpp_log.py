@@ -50,10 +50,9 @@ RE_TYPE_COUNT = re.compile(r"llama_model_loader:\s+-\s+type\s+(?P<type>\w+):\s+(
 RE_LOADED = re.compile(r"llama_model_loader: loaded meta data with \d+ key-value pairs and (?P<n>\d+) tensors from (?P<path>.+?) \(version")
 RE_PRINT_INFO = re.compile(r"print_info:\s+(?P<key>[A-Za-z_. ]+?)\s*=\s*(?P<val>.*?)\s*$")
 RE_LOAD_START = re.compile(r"load_tensors: loading model tensors|llm_load_tensors: ggml ctx size|llm_load_tensors: loading")
-RE_NO_ALLOC = re.compile(r"print_info:\s+no_alloc\s*=\s*(?P<v>\d)")
 RE_SWA_FULL = re.compile(r"using full-size SWA cache")
 RE_FA_AUTO = re.compile(r"(?:Flash Attention was auto, set to (?P<v1>enabled|disabled))|(?:resolve_fused_ops: (?:flash_attn|Flash Attention|FA)\s*(?P<v2>enabled|not supported))")
-RE_QV_REFUSED = re.compile(r"quantized V cache was requested, but this requires Flash Attention|V cache quantization requires flash_attn")
+RE_QV_REFUSED = re.compile(r"quantized V cache was requested, but this requires Flash Attention|V cache quantization requires flash_attn|quantized V cache requires flash_attn")
 RE_FAILED = re.compile(r"failed to (?:load model|create context|initialize the context|allocate)|error loading model|llama_init_from_model: failed|unable to allocate")
 RE_REPACK_MOVED = re.compile(r"done_getting_tensors: tensor '(?P<t>[^']+)' \((?P<typ>\w+)\) \(and (?P<n>\d+) others\) cannot be used with preferred buffer type (?P<pref>\S+), using (?P<used>\S+) instead")
 RE_SYSTEM_INFO = re.compile(r"system_info:\s*(?P<v>.*)$")
@@ -133,7 +132,7 @@ class LoadLog:
 
     @property
     def name(self) -> str | None:
-        v = self.meta.get("general.name") or self.info.get("general.name")
+        v = self.info.get("general.name") or self.meta.get("general.name")
         return v.strip() if v else None
 
     def int_info(self, key: str) -> int | None:
@@ -230,8 +229,6 @@ def parse_log(text: str) -> LoadLog:
     log = LoadLog()
     pending_kind: str | None = None
     pending_bufs: list[Buffer] = []
-    no_alloc = False
-    segment_started = False
 
     def reset_buffers() -> None:
         nonlocal pending_bufs, pending_kind
@@ -255,9 +252,6 @@ def parse_log(text: str) -> LoadLog:
         if m:
             log.type_counts[m.group("type").lower()] = int(m.group("n"))
             continue
-        m = RE_NO_ALLOC.search(line)
-        if m:
-            no_alloc = m.group("v") == "1"
         m = RE_PRINT_INFO.search(line)
         if m and "buffer size" not in line:
             log.info[m.group("key").strip()] = m.group("val")
@@ -265,12 +259,9 @@ def parse_log(text: str) -> LoadLog:
         if RE_LOAD_START.search(line):
             # a new load: forget the buffers of an earlier (e.g. memory-fit, no_alloc) pass
             reset_buffers()
-            segment_started = True
             continue
         m = RE_MODEL_BUF.search(line)
         if m:
-            if not segment_started and log.model_buffers and not no_alloc:
-                pass
             log.model_buffers.append(Buffer(m.group("buf"), float(m.group("mib"))))
             continue
         m = RE_CTX_PARAM.search(line)

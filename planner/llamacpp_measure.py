@@ -40,7 +40,6 @@ FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_m": 15, "q4_k_s": 1
              "q6_k": 18, "bf16": 32}
 DEFAULT_MODELS = ("gemma-3-270m", "gemma-4-e2b", "gemma-4-e4b", "gemma-4-12b", "gemma-4-26b-a4b", "gemma-4-31b")
 DEFAULT_WEIGHTS = ("q4_0", "q8_0", "bf16", "q4_k_m")
-GGML_TYPE_ID = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30, "iq4_nl": 20}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,10 +322,11 @@ def _child_main(argv: list[str]) -> int:
 
     @L.llama_log_callback
     def _cb(level, text, user_data):  # noqa: ARG001
-        # keep INFO / WARN / ERROR (and their continuations); DEBUG lists every tensor and layer
+        # ggml_log_level: 1 DEBUG, 2 INFO, 3 WARN, 4 ERROR, 5 CONT. Keep INFO / WARN / ERROR and their
+        # continuations; DEBUG lists every tensor and layer
         lv = last[0] if level == 5 else level
         last[0] = lv
-        if lv in (1, 2, 3):
+        if lv in (0, 2, 3, 4):
             try:
                 chunks.append(text.decode("utf-8", "replace"))
             except Exception:  # noqa: BLE001
@@ -508,6 +508,7 @@ def run_measure(models=None, weights=None, out_dir=None, quick: bool = False) ->
                 cb = ", ".join(f"{b.name} {b.mib:.2f}" for b in parsed.compute_buffers)
                 print(f"[measure]   {cfg.key()}: {'ok' if r['ok'] else 'REFUSED' if parsed.refused else 'FAILED'}"
                       f"  KV {kv or '-'} MiB  compute {cb or '-'}", flush=True)
+            jf.unlink(missing_ok=True)
             if not os.environ.get("PLANNER_KEEP_GGUF"):
                 path.unlink(missing_ok=True)
     print(f"[measure] {n_ok} measurements written to {out} ({n_fail} failures)")

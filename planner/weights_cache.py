@@ -19,7 +19,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-_CODE_FILES = ("formats.py", "gguf_mix.py", "inventory.py", "encoders.py", "spec.py", "tensors.py")
+_CODE_FILES = ("formats.py", "gguf_mix.py", "inventory.py", "encoders.py", "spec.py", "tensors.py",
+               "runtimes/llamacpp.py")
 
 
 def cache_path() -> Path:
@@ -81,6 +82,12 @@ def compute_entry(spec, fmt, vision: bool, audio: bool) -> dict:
     entry = {"roles": [list(r) for r in roles]}
     if fmt.family in ("gguf", "float") and not (vision or audio):
         entry["padding"] = _alignment_padding_uncached(spec, fmt)
+    if fmt.family == "float" and not (vision or audio):
+        # llama.cpp's F32/F16/BF16 GGUF keeps norms and the router in F32 (convert_hf_to_gguf)
+        from planner.runtimes.llamacpp import _float_gguf_roles
+
+        roles_g, types_g, pad_g = _float_gguf_roles(spec, fmt.name)
+        entry["gguf_float"] = {"roles": roles_g, "types": {r: sorted(t) for r, t in types_g.items()}, "padding": pad_g}
     return entry
 
 

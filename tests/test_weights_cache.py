@@ -21,6 +21,7 @@ def test_table_is_current_and_equal_to_fresh_computation():
             fresh = compute_entry(spec, get_format(fmt), flags[0] == "1", flags[1] == "1")
             assert fresh["roles"] == e["roles"], key
             assert fresh.get("padding") == e.get("padding"), key
+            assert fresh.get("gguf_float") == e.get("gguf_float"), key
             checked += 1
     assert checked > 500
 

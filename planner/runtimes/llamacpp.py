@@ -222,7 +222,14 @@ def compute_term(spec: ModelSpec, rp: ResolvedPlan) -> Term:
 
 
 def _float_gguf_terms(spec: ModelSpec, fmt: WeightFormat, rp: ResolvedPlan, plan: Plan) -> list[Term]:
-    roles, types, pad = _float_gguf_roles(spec, fmt.name)
+    from planner.weights_cache import lookup
+
+    entry = lookup(spec, fmt.name, False, False)
+    if entry is not None and "gguf_float" in entry:
+        g = entry["gguf_float"]
+        roles, types, pad = g["roles"], {r: set(t) for r, t in g["types"].items()}, g["padding"]
+    else:
+        roles, types, pad = _float_gguf_roles(spec, fmt.name)
     terms = []
     for role in sorted(roles, key=list(ROLE_COMPONENT).index):
         detail = "+".join(sorted(types[role]))

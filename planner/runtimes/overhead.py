@@ -11,7 +11,14 @@ _KIND_BACKEND = {"gpu": "cuda", "class": "cuda", "jetson": "cuda", "unified": "m
 
 
 def backend_of(device) -> str:
-    return _KIND_BACKEND.get(getattr(device, "kind", "gpu"), "cuda")
+    explicit = getattr(device, "backend", None)
+    if explicit:
+        return explicit
+    kind = getattr(device, "kind", "gpu")
+    names = {getattr(device, "name", "").lower(), *(a.lower() for a in getattr(device, "aliases", ()) or ())}
+    if kind == "phone" and any("iphone" in n or "ipad" in n for n in names):
+        return "metal"          # llama.cpp and MLX run on Metal on Apple phones; Android apps use the CPU backend
+    return _KIND_BACKEND.get(kind, "cuda")
 
 
 @lru_cache(maxsize=256)
