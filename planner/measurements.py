@@ -8,7 +8,10 @@ Nothing here imports torch: the command line and the dashboard read these.
 - load_measurements(kind) -> every valid measurement, oldest first (a `_path` key added);
 - activation_reports() / kv_safety(model) -> which KV-cache types are safe for a model;
 - validation_rows() -> predicted (by the planner as it is now) against measured, per figure,
-  with the thresholds: weights and KV bytes exact, the peak within 5%.
+  with the thresholds: weights and KV bytes exact, the peak within 5%. The KV figure is the
+  storage the cache object keeps alive once decoding (after the probe's decode steps); right
+  after the prefill transformers still holds the whole prompt's K/V on sliding layers (recorded
+  in each file as kv.after_prefill, not a steady state the planner reports).
 """
 from __future__ import annotations
 
@@ -52,15 +55,30 @@ def load_schema(kind: str) -> dict:
     return json.loads((schema_dir() / f"{kind}.schema.json").read_text())
 
 
-def validate_measurement(doc: dict, kind: str | None = None) -> None:
-    """Raise MeasurementError with the first schema violation (path and message)."""
+def have_jsonschema() -> bool:
+    try:
+        import jsonschema  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def validate_measurement(doc: dict, kind: str | None = None, require_schema: bool = True) -> None:
+    """Raise MeasurementError with the first schema violation (path and message).
+
+    Without the jsonschema package, writing refuses (require_schema=True) while reading
+    (require_schema=False) falls back to checking the kind and the schema id only."""
+    kind = kind or (doc.get("kind") if isinstance(doc, dict) else None)
+    if kind not in KINDS or not isinstance(doc, dict) or doc.get("kind") != kind:
+        raise MeasurementError(f"measurement: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
     try:
         import jsonschema
     except ImportError as e:  # pragma: no cover - jsonschema is a probes/test dependency
-        raise MeasurementError("validating measurements needs the jsonschema package (pip install jsonschema)") from e
-    kind = kind or (doc.get("kind") if isinstance(doc, dict) else None)
-    if kind not in KINDS:
-        raise MeasurementError(f"measurement: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+        if require_schema:
+            raise MeasurementError("writing measurements needs the jsonschema package (pip install jsonschema)") from e
+        if doc.get("schema") != load_schema(kind)["$id"]:
+            raise MeasurementError(f"{kind} measurement: unknown schema {doc.get('schema')!r}") from None
+        return
     validator = jsonschema.Draft202012Validator(load_schema(kind))
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
@@ -131,7 +149,7 @@ def load_measurements(kind: str | None = None, directory: str | Path | None = No
                 continue
             try:
                 doc = json.loads(p.read_text())
-                validate_measurement(doc, k)
+                validate_measurement(doc, k, require_schema=False)
             except (OSError, json.JSONDecodeError, MeasurementError):
                 if strict:
                     raise
@@ -250,13 +268,11 @@ def validation_rows(directory: str | Path | None = None, recompute: bool = True)
             pred = (predict_transformers(doc["model"]["config"], s["dtype"], s["sequences"], ctx,
                                          res.get("decode_steps", s["decode_steps"]), s["device"])
                     if recompute else res["predicted"])
-            rows.append(_row(doc, res, "weights", doc["weights"]["weights_bytes"], pred["weights"], 0))
-            kvp = res["kv"].get("after_prefill") or {}
+            rows.append(_row(doc, res, "weights", doc["weights"]["weights_bytes"], pred["weights"], 0,
+                             "distinct storages of parameters and buffers"))
             kvd = res["kv"]["after_decode"]
-            rows.append(_row(doc, res, "kv_after_prefill", kvp.get("logical_bytes"), pred["kv_after_prefill"], 0,
-                             "logical bytes the cache exposes after the prefill"))
-            rows.append(_row(doc, res, "kv_after_decode", kvd["storage_bytes"], pred["kv_after_decode"], 0,
-                             "storage bytes the cache keeps alive after the decode steps"))
+            rows.append(_row(doc, res, "kv", kvd["storage_bytes"], pred["kv_after_decode"], 0,
+                             "storage the DynamicCache keeps alive after the decode steps (context + steps)"))
             rows.append(_row(doc, res, "peak", res["peak"]["allocated_bytes"], pred["peak"], PEAK_TOLERANCE,
                              "max allocated (CPU: c10 allocator accounting; CUDA: max_memory_allocated)"))
     return rows
@@ -264,3 +280,19 @@ def validation_rows(directory: str | Path | None = None, recompute: bool = True)
 
 def validation_failures(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["ok"] is False]
+
+
+def catalogue_match(config: dict) -> str | None:
+    """The catalogue model whose text geometry this config has (a checkpoint's config), if exactly one."""
+    from planner.catalog import load_profile, model_names
+    from planner.spec import spec_from_hf_config
+
+    def key(spec):
+        return (spec.vocab_size, spec.hidden_size, tuple((l.sliding, l.n_heads, l.n_kv_heads, l.head_dim, l.window,
+                                                          l.kv_source, l.ffn_dim, l.n_experts) for l in spec.layers))
+    try:
+        target = key(spec_from_hf_config(config, name="checkpoint"))
+    except PlannerInputError:
+        return None
+    hits = [n for n in model_names() if key(load_profile(n)) == target]
+    return hits[0] if len(hits) == 1 else None

@@ -40,7 +40,7 @@ class Cells:
         n = ceil_to(ctx * self.scale + self.add, self.pad) + self.blocks_extra * self.pad
         if self.cap is not None and n > self.cap:
             n = self.cap
-        return n * self.streams
+        return max(n, 0) * self.streams
 
 
 NO_CELLS = Cells(cap=0)

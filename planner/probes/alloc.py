@@ -26,6 +26,29 @@ from pathlib import Path
 MARK_PREFIX = "planner::mark::"
 
 
+class _QuietStderr:
+    """Silence file descriptor 2 around the profiler's start/stop (kineto prints USDT lines there)."""
+
+    def __enter__(self):
+        import sys
+
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except OSError:
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        return False
+
+
 def _rss_peak() -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -53,6 +76,7 @@ class WindowResult:
     nvml_peak: int | None = None
     rss_peak: int | None = None
     n_events: int = 0
+    peak_op: str | None = None               # CPU: the innermost operator running when the peak was reached
 
 
 class CpuWindow:
@@ -70,7 +94,8 @@ class CpuWindow:
         _reset_rss_peak()
         self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=False,
                              with_stack=False, with_flops=False, with_modules=False)
-        self._prof.__enter__()
+        with _QuietStderr():
+            self._prof.__enter__()
         return self
 
     def mark(self, name: str) -> None:
@@ -81,10 +106,12 @@ class CpuWindow:
         self._marks.append(name)
 
     def __exit__(self, *exc):
-        self._prof.__exit__(*exc)
+        with _QuietStderr():
+            self._prof.__exit__(*exc)
         events = self._prof.profiler.kineto_results.events()
         mem = []
         marks = {}
+        ops = []
         for e in events:
             name = e.name()
             if name == "[memory]":
@@ -92,6 +119,8 @@ class CpuWindow:
                     mem.append((e.start_ns(), e.nbytes()))
             elif name.startswith(MARK_PREFIX):
                 marks[name[len(MARK_PREFIX):]] = e.start_ns()
+            else:
+                ops.append((e.start_ns(), e.end_ns(), name))
         mem.sort(key=lambda t: t[0])
         bounds = sorted(marks.items(), key=lambda kv: kv[1])
         # a mark names the segment that ends there; what follows the last mark is "end"
@@ -100,19 +129,26 @@ class CpuWindow:
         peak = cur
         bi = 0
         seg_peaks = {seg_names[0]: cur}
+        peak_t = None
         for t, nb in mem:
             while bi < len(bounds) and t >= bounds[bi][1]:
                 bi += 1
                 seg_peaks[seg_names[bi]] = cur
             cur += nb
-            peak = max(peak, cur)
+            if cur > peak:
+                peak, peak_t = cur, t
             if cur > seg_peaks[seg_names[bi]]:
                 seg_peaks[seg_names[bi]] = cur
         while bi < len(bounds):
             bi += 1
             seg_peaks[seg_names[bi]] = cur
+        peak_op = None
+        if peak_t is not None:
+            around = [o for o in ops if o[0] <= peak_t <= o[1]]
+            if around:
+                peak_op = min(around, key=lambda o: o[1] - o[0])[2]
         self.result = WindowResult(peak_allocated=peak, segments=seg_peaks, end_allocated=cur,
-                                   rss_peak=_rss_peak(), n_events=len(mem))
+                                   rss_peak=_rss_peak(), n_events=len(mem), peak_op=peak_op)
         self._prof = None
         return False
 

@@ -8,7 +8,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -94,8 +93,6 @@ def machine_info(device: str) -> dict:
 def software_info() -> dict:
     import torch
     import transformers
-
-    from planner import __name__ as _pkg  # noqa: F401
 
     try:
         from importlib.metadata import version
@@ -269,18 +266,3 @@ def load_checkpoint(path: str, dtype, device: str, gguf_file: str | None = None)
 def planner_config(cfg: dict) -> dict:
     """The config dict as the planner reads it (spec_from_hf_config), JSON-clean."""
     return json.loads(json.dumps(cfg, default=str))
-
-
-def predicted_figures(config: dict, dtype_key: str, sequences: int, contexts: list[int], decode_steps: int,
-                      device: str) -> dict[int, dict]:
-    """The planner's figures for exactly the configuration run (transformers runtime, text only)."""
-    from planner.measurements import predict_transformers
-
-    return {c: predict_transformers(config, dtype_key, sequences, c, decode_steps, device) for c in contexts}
-
-
-def write_temp_config(config: dict) -> Path:
-    d = Path(tempfile.mkdtemp(prefix="planner-probe-"))
-    path = d / "config.json"
-    path.write_text(json.dumps(config, default=str))
-    return path

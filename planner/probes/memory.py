@@ -168,6 +168,7 @@ def _run_one(built, device: str, context: int, sequences: int, decode_steps: int
             "live_at_start_bytes": live_at_start if not device.startswith("cuda") else None,
             "unreleased_bytes": (w.end_allocated - live_at_start) if not device.startswith("cuda") else None,
             "allocator_events": w.n_events,
+            "peak_op": w.peak_op,
         },
         "timing": {"prefill_s": round(times.get("prefill_end", t_end) - t0, 3),
                    "decode_s": round(t_end - times.get("prefill_end", t0), 3)},
@@ -217,8 +218,14 @@ def probe_memory(model: str | None = None, *, checkpoint: str | None = None, ggu
     else:
         built = common.build_from_profile(model, tdt, device, slice, seed=seed)
     build_s = time.perf_counter() - t_build
-    catalogue_name = model if (model and checkpoint) else (built.model_id if not checkpoint else None)
     cfg = common.planner_config(built.config)
+    from planner.catalog import catalogue_files
+    from planner.measurements import catalogue_match
+
+    if model and model.strip().lower() in catalogue_files():
+        catalogue_name = model.strip().lower()
+    else:
+        catalogue_name = catalogue_match(cfg) if checkpoint else None
     wb = weights_bytes(built.model)
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
@@ -272,3 +279,73 @@ def probe_memory(model: str | None = None, *, checkpoint: str | None = None, ggu
     }
     path = write_measurement(doc, "memory", out_dir) if write else None
     return doc, path
+
+
+def _parse_contexts(text) -> list[int]:
+    from planner.plan import parse_context
+
+    if isinstance(text, (list, tuple)):
+        return [parse_context(c) for c in text]
+    parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    if not parts:
+        raise PlannerInputError("--context: give one or more context lengths (e.g. 1k,4k)")
+    return [parse_context(p) for p in parts]
+
+
+def is_checkpoint(model: str) -> bool:
+    """A real checkpoint (a .gguf file, or a folder with weights) rather than a geometry to build."""
+    p = Path(model).expanduser()
+    if p.is_file():
+        if p.suffix.lower() == ".gguf":
+            return True
+        if p.suffix.lower() == ".json":
+            return False
+        with p.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    if p.is_dir():
+        return any(p.glob("*.safetensors")) or any(p.glob("*.bin")) or any(p.glob("*.gguf"))
+    return False
+
+
+def run_memory_probe(model: str, contexts="1k", sequences: int = 1, device: str = "cpu", dtype: str = "bf16",
+                     layer_slice: str | None = None, decode_steps: int = 4, out_dir: str | Path | None = None) -> int:
+    """`planner probe memory`: run, write the measurement, print what was measured against the planner."""
+    ctxs = _parse_contexts(contexts)
+    if is_checkpoint(model):
+        p = Path(model).expanduser()
+        gguf = None
+        if p.is_dir() and not (any(p.glob("*.safetensors")) or any(p.glob("*.bin"))):
+            found = sorted(p.glob("*.gguf"))
+            gguf = found[0].name if found else None
+        doc, path = probe_memory(None, checkpoint=str(p), gguf_file=gguf, device=device, dtype=dtype, contexts=ctxs,
+                                 sequences=sequences, decode_steps=decode_steps, out_dir=out_dir)
+    else:
+        doc, path = probe_memory(model, device=device, dtype=dtype, contexts=ctxs, sequences=sequences,
+                                 decode_steps=decode_steps, slice=layer_slice, out_dir=out_dir)
+    print(format_memory(doc))
+    print(f"wrote {path}")
+    return 0
+
+
+def format_memory(doc: dict) -> str:
+    mib = 1024 * 1024
+    m = doc["model"]
+    s = doc["settings"]
+    lines = [f"{m.get('catalogue_name') or m['id']}"
+             + (f" [layers {m['slice']['layers'][0]}:{m['slice']['layers'][1]} of {m['slice']['of_layers']}]" if m.get("slice") else "")
+             + f" on {s['device']} ({doc['machine'].get('gpu') or doc['machine']['cpu']}), {s['dtype']}, "
+             f"{s['sequences']} sequence(s), {'random init' if m['random_init'] else 'checkpoint'}",
+             f"weights: {doc['weights']['weights_bytes']:,} B measured"]
+    head = f"{'context':>8} {'status':>7} {'KV prefill MiB':>15} {'KV decode MiB':>14} {'peak MiB':>10} {'predicted':>10} {'error':>7}"
+    lines.append(head)
+    for r in doc["results"]:
+        p = r["predicted"]
+        if r["status"] != "ok":
+            lines.append(f"{r['context']:>8,} {r['status']:>7}  {r.get('error', '')}"
+                         + (f" (failed allocating {r['failed_bytes']:,} B)" if r.get("failed_bytes") else ""))
+            continue
+        pk = r["peak"]["allocated_bytes"]
+        lines.append(f"{r['context']:>8,} {'ok':>7} {r['kv']['after_prefill']['storage_bytes'] / mib:>15,.1f} "
+                     f"{r['kv']['after_decode']['storage_bytes'] / mib:>14,.1f} {pk / mib:>10,.1f} "
+                     f"{p['peak'] / mib:>10,.1f} {(p['peak'] - pk) / pk:>+7.1%}")
+    return "\n".join(lines)

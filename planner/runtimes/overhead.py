@@ -28,7 +28,22 @@ def _overhead(runtime: str, backend: str) -> tuple[Term, ...]:
         return ()
     place = "device" if backend in ("cuda", "metal") else "host"
     label = {"cuda": "CUDA context and workspace", "metal": "Metal runtime objects", "cpu": "process overhead"}[backend]
-    return (Term(f"{label} ({runtime})", "overhead", place, const=int(node["value"]), detail=node.get("why", "")),)
+    value, why = int(node["value"]), node.get("why", "")
+    measured = _calibrated_overhead(runtime, backend)
+    if measured is not None:
+        value, why = measured
+    return (Term(f"{label} ({runtime})", "overhead", place, const=value, detail=why),)
+
+
+def _calibrated_overhead(runtime: str, backend: str) -> tuple[int, str] | None:
+    """The overhead `planner calibrate` measured (peak RSS or NVML minus the allocator's peak)."""
+    from planner.calibration import load_calibration
+
+    node = load_calibration().get("runtimes", {}).get(runtime, {}).get("overhead", {}) or {}
+    value = node.get(backend)
+    if not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return int(value), "measured (measurements/calibration.yaml): " + " ".join(str(node.get(f"{backend}_why", "")).split())
 
 
 def overhead_terms(runtime: str, device, resolved=None) -> tuple[Term, ...]:

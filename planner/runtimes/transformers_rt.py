@@ -3,7 +3,9 @@
 KV cells, verified against transformers 5.23 (cache_utils.py DynamicLayer /
 DynamicSlidingWindowLayer, and a real run recorded by the probes):
 - full-attention layers keep every token: cells = context, per sequence (batch dimension);
-- sliding layers keep the last window - 1 tokens after a forward pass;
+- sliding layers show the last window - 1 tokens after a forward pass, through a view of the
+  window-token tensor torch.cat made, so window tokens of storage (right after the prefill the
+  view is into the whole prompt's K/V until the first decode step: a prefill-time term);
 - KV-shared layers get a DummyLayer (no storage); K=V full layers still store V separately.
 The activation peak is a first analytic model (prefill of the whole prompt in one forward):
 a few hidden-size copies, the MLP intermediates, the q/k/v projections (K/V repeated to all
@@ -55,6 +57,9 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
     b = plan.sequences
     terms: list[Term] = weight_terms(spec, fmt, rp)
 
+    act = FLOAT_BYTES["f32" if fmt.name == "f32" else "bf16"]
+    terms += transformers_buffer_terms(spec, act)
+
     full = [l for l in spec.cache_layers if not l.sliding]
     sliding = [l for l in spec.cache_layers if l.sliding]
     if full:
@@ -64,40 +69,70 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
     for window in sorted({l.window for l in sliding}):
         group = [l for l in sliding if l.window == window]
         per_cell = sum(kt.row_bytes(l.kv_width) + vt.row_bytes(l.kv_width) for l in group)
+        # update() does torch.cat([keys, new]) then keeps keys = full[:, :, -(window-1):]: a view that
+        # keeps the whole window-token tensor alive (measured: planner probe memory, storage bytes)
         terms.append(Term(f"KV cache, {len(group)} sliding layers ({kt.name}, window {window})", "kv", "device",
-                          per_cell=per_cell, cells=Cells(cap=window - 1, streams=b),
-                          detail="DynamicSlidingWindowLayer keeps window - 1 tokens"))
+                          per_cell=per_cell, cells=Cells(cap=window, streams=b),
+                          detail="DynamicSlidingWindowLayer: a (window - 1)-token view of a window-token tensor"))
+        # after the prefill the view is into the whole prompt's K/V, until the first decode step
+        terms.append(Term(f"prefill: {len(group)} sliding layers hold the whole prompt", "compute", "device",
+                          per_cell=per_cell, cells=Cells(add=-window, streams=b),
+                          detail="the cache's view keeps the prompt-length K/V alive until a decode step"))
 
-    act = FLOAT_BYTES["f32" if fmt.name == "f32" else "bf16"]
-    keys = ("hidden_copies", "kv_copies", "mlp_copies", "moe_copies", "ple_copies", "mask_bytes_per_element")
+    keys = ("hidden_copies", "kv_copies", "mlp_copies", "moe_copies", "ple_copies", "mask_bytes_per_element",
+            "q_f32_copies")
     k = {key: calibrated(NAME, spec, key, const(NAME, "activation", key)) for key in keys}
-    c = k.__getitem__
+    # generate() passes logits_to_keep=1: KV-shared layers then run on the last token only
+    # (Gemma4TextModel._maybe_slice_kv_shared_inputs), so they are not the widest layer of a prefill
+    prompt_layers = [l for l in spec.layers if l.kv_source is None] or list(spec.layers)
     per_token = 0
-    for layer in spec.layers:
+    for layer in prompt_layers:
         q_w = layer.n_heads * layer.head_dim
-        # K and V reach SDPA expanded to every query head (repeat_kv), shared layers included
-        kv_expanded = layer.n_heads * layer.head_dim
-        moe = layer.n_experts_used * 2 * layer.expert_ffn_dim if layer.n_experts else 0
-        width = (k["hidden_copies"] * spec.hidden_size + q_w + k["kv_copies"] * kv_expanded
-                 + k["mlp_copies"] * max(layer.ffn_dim, 0) + k["moe_copies"] * moe)
-        per_token = max(per_token, int(width * act))
-    ple = int(c("ple_copies") * spec.n_layers * spec.ple_dim * act) if spec.ple_dim else 0
-    mask_types = len({l.sliding for l in spec.layers})
-    terms.append(Term("activations (prefill, per token)", "compute", "device", per_cell=(per_token + ple),
-                      cells=Cells(streams=b), detail="hidden copies, q/k/v, MLP intermediates, PLE inputs"))
+        # K/V are repeated to every query head (repeat_kv) unless SDPA gets enable_gqa, which
+        # transformers only uses without a mask and with head_dim <= 256: count them on GQA layers
+        kv_expanded = q_w if layer.n_heads != layer.n_kv_heads else 0
+        # routed experts (grouped_mm, integrations/moe.py): every token's hidden state is gathered once per
+        # used expert, then gate_up / act / down per (token, expert) pair: top_k x (hidden + expert_ffn) units
+        moe = layer.n_experts_used * (spec.hidden_size + layer.expert_ffn_dim) if layer.n_experts else 0
+        # a layer's working set is its attention phase or its MLP phase, whichever is larger
+        attn = (k["hidden_copies"] * spec.hidden_size + k["kv_copies"] * kv_expanded) * act + k["q_f32_copies"] * q_w * 4
+        mlp = (k["hidden_copies"] * spec.hidden_size + k["mlp_copies"] * max(layer.ffn_dim, 0) + k["moe_copies"] * moe) * act
+        per_token = max(per_token, int(max(attn, mlp)))
+    head_dims = {l.sliding: l.head_dim for l in spec.layers}
+    rope = 2 * sum(head_dims.values()) * act          # cos and sin per attention type, alive for the whole forward
+    ple = int(k["ple_copies"] * spec.n_layers * spec.ple_dim * act) if spec.ple_dim else 0
+    terms.append(Term("activations (prefill, per token)", "compute", "device", per_cell=(per_token + rope + ple),
+                      cells=Cells(streams=b), detail="widest layer's attention or MLP phase, RoPE cos/sin, PLE inputs"))
+    # SDPA gets no mask for causal full attention without padding (is_causal); sliding layers get a
+    # (batch, 1, T, T) boolean mask, which the CPU kernels also convert to the query dtype
+    mask_types = 1 if any(l.sliding for l in spec.layers) else 0
     terms.append(Term("attention masks (prefill, query x key)", "compute", "device",
-                      per_cell_sq=int(mask_types * c("mask_bytes_per_element")), cells=Cells(streams=1),
+                      per_cell_sq=int(round(mask_types * k["mask_bytes_per_element"] * b)), cells=Cells(streams=1),
                       const=0, detail=f"{mask_types} boolean mask(s) of context x context, per sequence"))
-    if b > 1:
-        # the mask is per sequence: b masks of T x T (per_cell_sq is applied to one stream's cells)
-        terms[-1] = Term(terms[-1].name, "compute", "device", per_cell_sq=terms[-1].per_cell_sq * b,
-                         cells=Cells(streams=1), detail=terms[-1].detail)
     terms.append(Term("logits (last token, float32)", "compute", "device", const=b * spec.vocab_size * 4 * 2,
                       detail="bf16 logits upcast to float32 for sampling"))
 
     def layer_caches(ctx: int) -> list[LayerCache]:
         return [LayerCache(l.index, l.sliding, l.kv_width, l.kv_width, kt, vt,
-                           min(ctx, l.window - 1) if l.sliding else ctx, b) for l in spec.cache_layers]
+                           min(ctx, l.window) if l.sliding else ctx, b) for l in spec.cache_layers]
 
     return MemoryModel(spec, rp, NAME, tuple(terms), granularity=1, max_context=spec.max_context,
                        layer_caches=layer_caches, notes=rp.notes)
+
+
+def transformers_buffer_terms(spec: ModelSpec, act: int) -> list[Term]:
+    """Buffers a transformers Gemma model holds besides its parameters (measured by the probes):
+    rotary_emb's `{type}_inv_freq` and `{type}_original_inv_freq`, float32 (computed with .float(),
+    not cast by dtype=), head_dim // 2 elements each, per attention type; a 0-d `embed_scale` in
+    the model dtype per scaled embedding (embed_tokens, and embed_tokens_per_layer with PLE). The
+    tensor inventory's GGUF-only `rope_freqs` (Gemma 4 proportional RoPE) has no transformers
+    counterpart and is taken back out."""
+    if not spec.arch.startswith("gemma"):
+        return []
+    head_dims = {l.sliding: l.head_dim for l in spec.layers}
+    rope = sum(2 * (hd // 2) * 4 for hd in head_dims.values())
+    scales = (1 + (1 if spec.ple_dim else 0)) * act
+    full = [l for l in spec.layers if not l.sliding]
+    gguf_only = (full[0].head_dim // 2) * act if spec.arch in ("gemma4", "gemma4_unified", "gemma4_assistant") and full else 0
+    return [Term("RoPE inv_freq buffers and embedding scales", "weights", "device", const=rope + scales - gguf_only,
+                 detail=f"float32 inv_freq + original_inv_freq for {len(head_dims)} attention type(s); embed_scale")]
