@@ -82,6 +82,13 @@ def compute_entry(spec, fmt, vision: bool, audio: bool) -> dict:
     entry = {"roles": [list(r) for r in roles]}
     if fmt.family in ("gguf", "float") and not (vision or audio):
         entry["padding"] = _alignment_padding_uncached(spec, fmt)
+    if fmt.family in ("gguf", "float") and not (vision or audio):
+        from planner.runtimes.llamacpp import _cpu_repack_bytes_uncached
+
+        try:
+            entry["repack"] = {isa: _cpu_repack_bytes_uncached(spec, fmt.name, isa) for isa in ("x86", "arm")}
+        except (ValueError, KeyError):
+            pass
     if fmt.family == "float" and not (vision or audio):
         # llama.cpp's F32/F16/BF16 GGUF keeps norms and the router in F32 (convert_hf_to_gguf)
         from planner.runtimes.llamacpp import _float_gguf_roles

@@ -125,3 +125,13 @@ def test_reading_measurements_does_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        env={"PATH": "", "PYTHONPATH": str(ROOT), "PLANNER_NO_CALIBRATION": "1"})
     assert r.returncode == 0, r.stderr
+
+
+def test_fast_safety_reader_agrees_with_the_validating_loader():
+    """planner.safety reads activation reports without jsonschema (the fit path must stay fast);
+    it must give exactly what planner.measurements.kv_safety gives after schema validation."""
+    from planner.measurements import kv_safety
+    from planner.safety import verdicts
+
+    for model in ("gemma-3-270m", "gemma-4-e2b", "gemma-4-31b"):
+        assert verdicts(model) == (kv_safety(model) or {})

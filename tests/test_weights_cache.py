@@ -22,6 +22,7 @@ def test_table_is_current_and_equal_to_fresh_computation():
             assert fresh["roles"] == e["roles"], key
             assert fresh.get("padding") == e.get("padding"), key
             assert fresh.get("gguf_float") == e.get("gguf_float"), key
+            assert fresh.get("repack") == e.get("repack"), key
             checked += 1
     assert checked > 500
 

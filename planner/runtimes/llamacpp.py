@@ -403,7 +403,18 @@ def cpu_model_buffers(spec: ModelSpec, ftype: str, repack: bool = True, isa: str
     return out
 
 
+@lru_cache(maxsize=1024)
 def cpu_repack_bytes(spec: ModelSpec, ftype: str, isa: str = "x86") -> int:
+    """CPU_REPACK bytes; catalogue models read it from the precomputed weights table."""
+    from planner.weights_cache import lookup
+
+    entry = lookup(spec, ftype, False, False)
+    if entry is not None and isa in entry.get("repack", {}):
+        return int(entry["repack"][isa])
+    return _cpu_repack_bytes_uncached(spec, ftype, isa)
+
+
+def _cpu_repack_bytes_uncached(spec: ModelSpec, ftype: str, isa: str) -> int:
     return sum(b for n, b in cpu_model_buffers(spec, ftype, True, isa) if n == "CPU_REPACK")
 
 
