@@ -288,6 +288,9 @@ def breakdown(model, weights, kv_type, kv_type_k, kv_type_v, context, sequences,
                   f"{r.max_context:,}" if r.max_context else f"{dev.name}: does not fit at any context")
     for n in r.notes:
         print(f"note: {n}")
+    from planner.calibration import calibration_label
+
+    print(f"activation/overhead constants: {calibration_label(r.model.runtime)}")
 
 
 @app.command()
