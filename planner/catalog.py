@@ -64,15 +64,20 @@ def _parsed_profiles() -> dict:
         return {}
 
 
-def _profile_data(path: Path) -> object:
+@lru_cache(maxsize=64)
+def profile_digest(path: str) -> str:
+    """Content hash of a profile file: keys the parsed-profile and weight-bytes tables."""
     import hashlib
 
     try:
-        raw = path.read_bytes()
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     except OSError as e:
         raise PlannerInputError(f"{path}: cannot read model profile: {e.strerror}") from None
+
+
+def _profile_data(path: Path) -> object:
     cached = _parsed_profiles().get(path.stem.lower())
-    if cached and cached.get("hash") == hashlib.sha256(raw).hexdigest()[:16]:
+    if cached and cached.get("hash") == profile_digest(str(path)):
         return cached["data"]
     return load_yaml(path, "model profile")
 

@@ -15,8 +15,6 @@ from planner.formats import COMMON_FORMATS
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 DEFAULT_CONTEXT = 8192
-LLAMACPP_DEFAULTS = ("llama.cpp defaults (f16 cache, n_batch 2048, n_ubatch 512, flash attention auto, swa_full off) "
-                     "as in the llama.cpp vendored by llama-cpp-python 0.3.36 (common/common.h)")
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
@@ -186,7 +184,6 @@ def _print_fit_table(results, seqs, margin_b) -> None:
         by_device.setdefault(r.device.name, []).append((i, r))
     for dev_name, rows in by_device.items():
         dev = rows[0][1].device
-        budget = rows[0][1].budget
         title = (f"{dev_name}: {_gib(dev.usable_bytes)} GiB usable of {_gib(dev.memory_bytes)} GiB"
                  + (f", margin {_mib(margin_b)} MiB" if margin_b else "") + f"  [{rows[0][1].model.runtime}]")
         show_mapped = any(r.totals.mapped for _, r in rows)
@@ -206,7 +203,6 @@ def _print_fit_table(results, seqs, margin_b) -> None:
             table_rows.append(row)
         print(render(headers, table_rows, right={3, 4} | set(range(6, len(headers))), title=title))
         print()
-        del budget
     notes = sorted({n for r in results for n in r.notes})
     for r in results:
         for t in dict.fromkeys((r.model.resolved.kv_type_k, r.model.resolved.kv_type_v)):
@@ -258,10 +254,7 @@ def breakdown(model, weights, kv_type, kv_type_k, kv_type_v, context, sequences,
               f"{plan.weights} on {r.model.runtime}: context {r.context:,}, {plan.sequences} sequence(s), "
               f"K {rp.kv_type_k} / V {rp.kv_type_v}"
               + (f", ubatch {rp.ubatch}, flash-attn {'on' if rp.flash_attn else 'off'}" if r.model.runtime == "llama.cpp" else ""))
-    comps = r.model.components(r.context)
-    from planner.memory import components_at
-
-    comps += components_at(r.overhead, r.context)
+    comps = r.components()
     tot = r.totals
     headers = ["component", "kind", "device MiB", "host MiB"] + (["mapped MiB"] if tot.mapped else []) + ["detail"]
     rows = []

@@ -14,7 +14,7 @@ import numpy as np
 
 from planner.memory import Term
 from planner.plan import Plan
-from planner.runtimes import build_memory_model, device_terms
+from planner.runtimes import build_memory_model, device_terms, memory_model_for
 from planner.solver import UNIFIED_KINDS, budget_bytes, max_context
 
 
@@ -66,10 +66,9 @@ def evaluate_grid(plans: list[Plan], devices: list, contexts, margin_bytes: int 
         dev_bytes, host_bytes = sums(mm)
         valid[p] = ctx <= mm.max_context
         for d, dev in enumerate(devices):
-            if plan.runtime == "vllm":   # vLLM's batched-token default depends on the GPU
-                from planner.runtimes.vllm import plan_for_device
-
-                mm = build_memory_model(replace(plan_for_device(plan, dev), context=None))
+            _, dmm = memory_model_for(plan, dev)
+            if dmm is not mm:        # a device-dependent default changed the model (vLLM)
+                mm = dmm
                 dev_bytes, host_bytes = sums(mm)
             oh_dev = oh_host = 0
             for t in device_terms(mm, dev):
@@ -90,11 +89,6 @@ def max_context_matrix(plans: list[Plan], devices: list, margin_bytes: int = 0) 
     out = np.zeros((len(plans), len(devices)), dtype=np.int64)
     for p, plan in enumerate(plans):
         for d, dev in enumerate(devices):
-            pl = plan
-            if plan.runtime == "vllm":
-                from planner.runtimes.vllm import plan_for_device
-
-                pl = plan_for_device(plan, dev)
-            mm = build_memory_model(replace(pl, context=None))
+            _, mm = memory_model_for(plan, dev)
             out[p, d] = max_context(mm, dev, budget_bytes(dev, margin_bytes, mm))
     return out

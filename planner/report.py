@@ -43,9 +43,7 @@ def result_dict(r: FitResult, *, components: bool = True) -> dict:
         "kv_safety": _kv_safety(r.model.spec.name, rp.kv_type_k, rp.kv_type_v),
     }
     if components:
-        comps = r.model.components(r.context) + [
-            c for c in _overhead_components(r)
-        ]
+        comps = r.components()
         d["components"] = [{"name": c.name, "category": c.category, "place": c.place, "bytes": c.nbytes,
                             "detail": c.detail} for c in comps]
     return d
@@ -60,8 +58,3 @@ def _kv_safety(model: str, k: str, v: str) -> dict | None:
         return None
     return {t: found[t] for t in dict.fromkeys((k, v)) if t in found} or None
 
-
-def _overhead_components(r: FitResult):
-    from planner.memory import components_at
-
-    return components_at(r.overhead, r.context)

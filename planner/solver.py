@@ -10,12 +10,11 @@ from dataclasses import dataclass, field, replace
 
 from planner.memory import Term, Totals, evaluate_terms
 from planner.plan import Plan
-from planner.runtimes import build_memory_model
+from planner.runtimes import memory_model_for
 from planner.runtimes.base import MemoryModel
 
 # Memory kinds where the GPU and the CPU share one pool: host bytes count against it too.
 UNIFIED_KINDS = frozenset({"unified", "phone", "sbc", "jetson", "cpu"})
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,12 @@ class FitResult:
     @property
     def headroom(self) -> int:
         return self.budget - self.needed
+
+    def components(self):
+        """Every buffer at the evaluated context: the model's terms and the device-dependent ones."""
+        from planner.memory import components_at
+
+        return self.model.components(self.context) + components_at(self.overhead, self.context)
 
 
 def _terms(mm: MemoryModel, device) -> tuple[Term, ...]:
@@ -82,11 +87,7 @@ def max_context(mm: MemoryModel, device, budget: int, terms: tuple[Term, ...] | 
 
 
 def evaluate(plan: Plan, device, margin_bytes: int = 0) -> FitResult:
-    if plan.runtime == "vllm":
-        from planner.runtimes.vllm import plan_for_device
-
-        plan = plan_for_device(plan, device)
-    mm = build_memory_model(replace(plan, context=None))
+    plan, mm = memory_model_for(plan, device)
     ctx = plan.context or mm.max_context
     terms = _terms(mm, device)
     budget = budget_bytes(device, margin_bytes, mm)

@@ -38,9 +38,10 @@ def code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-@lru_cache(maxsize=64)
 def profile_hash(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    from planner.catalog import profile_digest
+
+    return profile_digest(path)
 
 
 @lru_cache(maxsize=1)

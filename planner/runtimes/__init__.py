@@ -34,6 +34,17 @@ def build_memory_model(plan: Plan) -> MemoryModel:
     return _module(runtime).build(spec, plan, fmt)
 
 
+def memory_model_for(plan: Plan, device) -> tuple[Plan, MemoryModel]:
+    """The plan with the runtime's device-dependent defaults filled in (vLLM's batched-token
+    default depends on the GPU), and its memory model (context left open)."""
+    from dataclasses import replace
+
+    fill = getattr(_module(normalize_runtime(plan.runtime)), "plan_for_device", None)
+    if fill is not None:
+        plan = fill(plan, device)
+    return plan, build_memory_model(replace(plan, context=None))
+
+
 def device_terms(mm: MemoryModel, device) -> tuple:
     """Terms that depend on the target device: per-runtime overhead, and what a runtime places
     differently on a discrete GPU (llama.cpp's second copy of a tied output head)."""

@@ -103,17 +103,17 @@ def _weight_bytes_by_role_uncached(spec: ModelSpec, fmt: WeightFormat, include_v
     return tuple((r, by_role[r], "+".join(sorted(types[r]))) for r in sorted(by_role, key=order.index))
 
 
-def weight_terms(spec: ModelSpec, fmt: WeightFormat, rp: ResolvedPlan, host_roles: frozenset[str] = frozenset(),
-                 label: str = "") -> list[Term]:
+def loaded_weight_bytes(spec: ModelSpec, fmt: WeightFormat, rp: ResolvedPlan) -> tuple[tuple[str, int, str], ...]:
+    """(role, bytes, storage types) of what the runtime loads: encoders only when not text-only."""
     include = not rp.text_only
-    has_audio = bool(spec.config.get("audio_config"))
-    has_vision = bool(spec.config.get("vision_config"))
-    terms = []
-    for role, nbytes, types in weight_bytes_by_role(spec, fmt, include and has_vision, include and has_audio):
-        place = "host" if role in host_roles else "device"
-        name = ROLE_COMPONENT[role] + (f" {label}" if label else "")
-        terms.append(Term(name, "weights", place, const=nbytes, detail=types))
-    return terms
+    return weight_bytes_by_role(spec, fmt, include and bool(spec.config.get("vision_config")),
+                                include and bool(spec.config.get("audio_config")))
+
+
+def weight_terms(spec: ModelSpec, fmt: WeightFormat, rp: ResolvedPlan) -> list[Term]:
+    """One device-resident term per component (runtimes that place weights elsewhere build their own)."""
+    return [Term(ROLE_COMPONENT[role], "weights", "device", const=nbytes, detail=types)
+            for role, nbytes, types in loaded_weight_bytes(spec, fmt, rp)]
 
 
 @dataclass(frozen=True)

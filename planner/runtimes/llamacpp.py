@@ -36,7 +36,7 @@ from planner.formats import WeightFormat
 from planner.kv import KV_TYPES, RUNTIME_KV_TYPES, LayerCache, get_kv_type
 from planner.memory import Cells, Term, ceil_to
 from planner.plan import Plan, ResolvedPlan
-from planner.runtimes.base import ROLE_COMPONENT, MemoryModel, weight_bytes_by_role, weight_terms
+from planner.runtimes.base import ROLE_COMPONENT, MemoryModel, loaded_weight_bytes
 from planner.spec import ModelSpec
 
 NAME = "llama.cpp"
@@ -99,32 +99,24 @@ def _cells(rp: ResolvedPlan, sliding: bool, window: int | None) -> Cells:
 def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
     rp = resolve(spec, plan, fmt)
     kt, vt = KV_TYPES[rp.kv_type_k], KV_TYPES[rp.kv_type_v]
-    terms: list[Term] = []
     if "gguf_tensors" in spec.extra:
         from planner.gguf_file import gguf_weight_bytes_by_role
 
-        for role, nbytes, types in gguf_weight_bytes_by_role(spec):
-            terms.append(Term(ROLE_COMPONENT[role], "weights", _place(role, plan),
-                              const=nbytes, detail=f"{types} (from the file)"))
+        rows = [(r, b, f"{t} (from the file)") for r, b, t in gguf_weight_bytes_by_role(spec)]
         data = sum(t[3] for t in spec.extra["gguf_tensors"])
-        span = spec.extra["file_bytes"] - spec.extra["data_offset"]
-        if span > data:
-            terms.append(Term("GGUF alignment padding", "weights", "device", const=span - data,
-                              detail="32-byte alignment between tensors in the mapped file"))
+        pad = max(spec.extra["file_bytes"] - spec.extra["data_offset"] - data, 0)
     elif fmt.family == "float":
         # an F32 / F16 / BF16 GGUF (convert_hf_to_gguf --outtype): 1-D tensors, norms and the MoE
-        # router stay F32 (gguf_mix.converter_type), so the bytes come from the GGUF table
-        terms += _float_gguf_terms(spec, fmt, rp, plan)
+        # router stay F32 (gguf_mix.converter_type), so the bytes come from the GGUF table;
+        # encoders come from the separate mmproj GGUF
+        rows, pad = _float_gguf_rows(spec, fmt)
+        rows += [x for x in loaded_weight_bytes(spec, fmt, rp) if x[0] in ("vision", "audio", "projector")]
     else:
-        for t in weight_terms(spec, fmt, rp, host_roles=HOST_ROLES):
-            if t.name == ROLE_COMPONENT["ple_table"] and plan.mmap:
-                t = Term(t.name, t.category, "mapped", const=t.const,
-                         detail=t.detail + "; mmap: rows read on demand, not resident (--no-mmap: resident)")
-            terms.append(t)
-        pad = _alignment_padding(spec, fmt)
-        if pad:
-            terms.append(Term("GGUF alignment padding", "weights", "device", const=pad,
-                              detail="32-byte alignment between tensors in the mapped file"))
+        rows, pad = list(loaded_weight_bytes(spec, fmt, rp)), _alignment_padding(spec, fmt)
+    terms: list[Term] = [_weight_term(role, nbytes, types, plan) for role, nbytes, types in rows]
+    if pad:
+        terms.append(Term("GGUF alignment padding", "weights", "device", const=pad,
+                          detail="32-byte alignment between tensors in the mapped file"))
 
     # KV caches: one term per (kind, window) with the layers' summed bytes per cell
     v_width_max = max((l.kv_width for l in spec.cache_layers), default=0)
@@ -221,7 +213,8 @@ def compute_term(spec: ModelSpec, rp: ResolvedPlan) -> Term:
                         f"(no flash attention); {backend}"))
 
 
-def _float_gguf_terms(spec: ModelSpec, fmt: WeightFormat, rp: ResolvedPlan, plan: Plan) -> list[Term]:
+def _float_gguf_rows(spec: ModelSpec, fmt: WeightFormat) -> tuple[list[tuple[str, int, str]], int]:
+    """(role, bytes, types) of an F32/F16/BF16 text GGUF, and its alignment padding."""
     from planner.weights_cache import lookup
 
     entry = lookup(spec, fmt.name, False, False)
@@ -230,20 +223,13 @@ def _float_gguf_terms(spec: ModelSpec, fmt: WeightFormat, rp: ResolvedPlan, plan
         roles, types, pad = g["roles"], {r: set(t) for r, t in g["types"].items()}, g["padding"]
     else:
         roles, types, pad = _float_gguf_roles(spec, fmt.name)
-    terms = []
-    for role in sorted(roles, key=list(ROLE_COMPONENT).index):
-        detail = "+".join(sorted(types[role]))
-        if role in MAPPED_ROLES and plan.mmap:
-            detail += "; mmap: rows read on demand, not resident (--no-mmap: resident)"
-        terms.append(Term(ROLE_COMPONENT[role], "weights", _place(role, plan), const=roles[role], detail=detail))
-    if pad:
-        terms.append(Term("GGUF alignment padding", "weights", "device", const=pad,
-                          detail="32-byte alignment between tensors in the mapped file"))
-    if not rp.text_only:   # encoders: the separate mmproj GGUF
-        enc = {"vision", "audio", "projector"}
-        terms += [t for t in weight_terms(spec, fmt, rp, host_roles=HOST_ROLES)
-                  if any(t.name == ROLE_COMPONENT[r] for r in enc)]
-    return terms
+    return [(r, roles[r], "+".join(sorted(types[r]))) for r in sorted(roles, key=list(ROLE_COMPONENT).index)], pad
+
+
+def _weight_term(role: str, nbytes: int, types: str, plan: Plan) -> Term:
+    place = _place(role, plan)
+    detail = types + ("; mmap: rows read on demand, not resident (--no-mmap: resident)" if place == "mapped" else "")
+    return Term(ROLE_COMPONENT[role], "weights", place, const=nbytes, detail=detail)
 
 
 @lru_cache(maxsize=256)
@@ -320,8 +306,6 @@ def device_terms(mm: MemoryModel, device) -> tuple[Term, ...]:
     return (Term("output head (tied: token_embd loaded again on the GPU)", "weights", "device",
                  const=emb.const, detail="llama-model-loader TENSOR_DUPLICATED"),)
 
-
-_ = weight_bytes_by_role  # re-exported for the measurement harness
 
 
 # ---------------------------------------------------------------------------------------------
