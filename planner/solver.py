@@ -101,7 +101,9 @@ def evaluate(plan: Plan, device, margin_bytes: int = 0) -> FitResult:
 def max_sequences(plan: Plan, device, margin_bytes: int = 0, limit: int = 4096) -> int:
     """Largest number of concurrent sequences that fit at plan.context (0 if one does not)."""
     def ok(s: int) -> bool:
-        return evaluate(replace(plan, sequences=s), device, margin_bytes).fits
+        # only the fit at this context: no largest-context search per probe
+        p, mm = memory_model_for(replace(plan, sequences=s), device)
+        return fits_at(_terms(mm, device), device, budget_bytes(device, margin_bytes, mm), p.context or mm.max_context)
 
     if not ok(1):
         return 0
