@@ -260,7 +260,8 @@ def calibrate(directory: str | Path | None = None, out: str | Path | None = None
 
     pts = calibration_points(directory)
     if not pts:
-        raise PlannerInputError("calibrate: no successful memory measurements under measurements/memory "
+        where = f"{directory}/memory" if directory else "measurements/memory"
+        raise PlannerInputError(f"--measurements: no successful memory measurements under {where} "
                                 "(run `planner probe memory` first)")
     defaults = default_constants()
     before = residuals(pts, _predict(pts, defaults))
@@ -354,7 +355,8 @@ def run_validate(measurements_dir: str | Path | None = None, as_json: bool = Fal
 
     rows = validation_rows(measurements_dir)
     if not rows:
-        raise PlannerInputError("validate: no successful memory measurements under measurements/memory "
+        where = f"{measurements_dir}/memory" if measurements_dir else "measurements/memory"
+        raise PlannerInputError(f"--measurements: no successful memory measurements under {where} "
                                 "(run `planner probe memory` first)")
     if as_json:
         print(json.dumps({"calibration": calibration_label(RUNTIME), "rows": rows,
