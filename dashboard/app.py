@@ -105,10 +105,13 @@ def advise_module():
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def cached_advice(device, models, context, sequences, runtime, goal):
+    from planner.measurement.kv_safety import verdict as kv_verdict  # noqa: PLC0415
+
     adv = advise_module()
     try:
+        # the same KV-safety verdicts as `planner advise`: a type measured unsafe for the model is never advised
         plans = adv.advise(device, list(models), context=context, sequences=sequences, runtime=runtime, goal=goal,
-                           limit=5)
+                           limit=5, kv_verdict=kv_verdict)
     except PlannerInputError as e:
         return [], str(e)
     return [p.as_dict() | {"_plan": plan_fields(p)} for p in plans], None
@@ -607,6 +610,10 @@ if tabs["What to change"].open:
             if not advice and not err:
                 st.info("The advisor found no plan that fits.")
 
+            # what the advisor knew of the KV type's accuracy (planner probe activations); unsafe ones never show
+            KV_SAFETY_TEXT = {"risky": " · KV type measured *risky* for this model",
+                              "unknown": " · KV type not measured for this model"}
+
             def apply(p: dict) -> None:
                 """Load an advised plan into the page (callback: runs before the rerun draws the widgets)."""
                 ss = st.session_state
@@ -636,6 +643,7 @@ if tabs["What to change"].open:
                                 + (f" · largest context {a['max_context']:,}" if a.get("max_context") else "")
                                 + (f" · decode ≤ {a['decode_tps']:,.0f} tok/s" if a.get("decode_tps") else "")
                                 + f" · device {a['device_bytes'] / GIB:,.2f} GiB, host {a['host_bytes'] / GIB:,.2f} GiB"
+                                + KV_SAFETY_TEXT.get(a.get("kv_verdict"), "")
                                 + (f"  \n{a['quality']}" if a.get("quality") else ""))
                     st.code(a.get("command", ""), language="bash")
                     st.button("apply", key=f"apply-{n}", on_click=apply, args=(p,), disabled=not p["applicable"],

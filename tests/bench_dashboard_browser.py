@@ -36,6 +36,23 @@ sys.path.insert(0, str(ROOT))
 import test_dashboard_browser as B  # noqa: E402 (its Chromium/DevTools helpers)
 
 QUIET_MS = 400
+# The floor: the same sidebar widgets and one line of output, nothing computed. What an interaction
+# costs Streamlit and Chromium themselves on this machine (run with --floor), to read the page's figures against.
+FLOOR_APP = """
+import streamlit as st
+from dashboard import compute as C
+st.title("Gemma memory planner")
+sb = st.sidebar
+rt = sb.multiselect("Runtime(s)", list(C.available_runtimes()), default=["llama.cpp"])
+d = sb.multiselect("Device(s)", C.catalogue_devices(), default=["8gb-gpu"])
+m = sb.multiselect("Model(s)", C.catalogue_models(), default=["gemma-4-e4b"])
+up = sb.file_uploader("…or upload a config.json or GGUF", type=["json", "gguf"])
+w = sb.multiselect("Weight format(s)", C.formats_for(["llama.cpp"]), default=["q4_k_m"])
+k = sb.multiselect("KV-cache type(s)", C.kv_options(["llama.cpp"]), default=["default"])
+c = sb.select_slider("Context (tokens)", C.context_options(131072), value=8192, format_func=C.fmt_context)
+s = sb.number_input("Sequences (concurrent)", min_value=1, value=1)
+st.markdown(f"largest context: {d} {m} {w} {k} {c} {s} {up.name if up else ''}")
+"""
 OBSERVER = """(() => {
   window.__lastMut = performance.now();
   if (!window.__obs) {
@@ -135,11 +152,17 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=8, help="measured runs per interaction (after one warm-up pair)")
     ap.add_argument("--query", default="", help="start from this URL query, e.g. 'view=Fit+matrices'")
     ap.add_argument("--app", default=str(B.APP), help="the Streamlit script (default: dashboard/app.py)")
+    ap.add_argument("--floor", action="store_true", help="time the floor page instead (FLOOR_APP: the same sidebar "
+                    "widgets, nothing computed)")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-load measurement")
     ap.add_argument("--only", default="", help="comma-separated interactions to run (default: all)")
     args = ap.parse_args()
     if not B.CHROMIUM.exists():
         sys.exit("needs /usr/bin/chromium (Debian package chromium)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    if args.floor:
+        args.app = str(tmp / "floor.py")
+        Path(args.app).write_text(FLOOR_APP)
     port = B.free_port()
     env = dict(os.environ, HOME=str(tmp), PYTHONPATH=str(ROOT), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     server = subprocess.Popen(
@@ -154,7 +177,7 @@ def main() -> None:
         B.wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60, server)
         # cold load: a fresh browser each time, the server warm after the first
         loads = []
-        for i in range(4 if not args.only else 0):
+        for i in range(0 if args.no_cold else 4):
             prof = tmp / f"cold-{i}"
             prof.mkdir()
             proc, ws_url = B.open_chromium(prof, 1440, 1000)
@@ -166,18 +189,17 @@ def main() -> None:
                     cdp.eval("true")
                     end = time.monotonic() + 60
                     while time.monotonic() < end:
-                        s = cdp.eval("""(() => ({t: performance.now(), cards: Array.from(document.querySelectorAll(
-                            '[data-testid="stMarkdownContainer"]')).some(e => e.textContent.includes('largest context')),
-                            plots: document.querySelectorAll('.js-plotly-plot .main-svg').length,
+                        s = cdp.eval("""(() => ({t: performance.now(),
+                            cards: document.body.innerText.includes('largest context'),
                             running: !!document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')}))()""")
-                        if s and s["cards"] and s["plots"] and not s["running"]:
+                        if s and s["cards"] and not s["running"]:
                             loads.append(s["t"])       # ms since navigation start
                             break
                         time.sleep(0.02)
             finally:
                 B.stop(proc)
         if loads:
-            print(f"cold load (navigation -> verdict cards and the chart drawn), ms: first {loads[0]:.0f} "
+            print(f"cold load (navigation -> the verdict cards drawn), ms: first {loads[0]:.0f} "
                   f"(server's first session), then {', '.join(f'{x:.0f}' for x in loads[1:])}; "
                   f"median of the warm-server loads {statistics.median(loads[1:]):.0f}")
 
@@ -212,12 +234,10 @@ def main() -> None:
                     if only and name not in only:
                         continue
                     warm[name] = [do(), undo()]
-                    print(name, warm[name], flush=True)
                     runs = []
                     while len(runs) < args.runs:
                         runs.append(do())
                         runs.append(undo())
-                        print("  ", runs[-2:], flush=True)
                     results[name] = runs[:args.runs]
         finally:
             B.stop(proc)

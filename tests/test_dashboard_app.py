@@ -723,3 +723,26 @@ def test_what_to_change_lists_the_advisors_plans_and_apply_loads_one():
     r, bound = expected(top.plan, "8gb-gpu")
     check_card(card, r, bound)
     assert dict(at.query_params)["ncmoe"] == str(top.plan.n_cpu_moe)      # the applied plan is in the URL too
+
+
+@pytest.mark.skipif(not (ROOT / "planner" / "planning" / "advise.py").exists(), reason="advise.py (issue 11) not here")
+def test_what_to_change_is_the_clis_advice_with_kv_safety():
+    """The page lists exactly what `planner advise --json` lists (an independent presenter of the same search),
+    so a KV type measured unsafe for the model (gemma-3-270m: q4_0, q4_1, iq4_nl in measurements/activations) is
+    never advised; before the page passed the KV-safety verdicts, it advised q4_0 third on this device."""
+    import json
+    import subprocess
+    import sys
+
+    at = app({"model": "gemma-3-270m", "device": "android-8gb", "ctx": "32768", "view": "What to change"})
+    no_failure(at)
+    out = subprocess.run([sys.executable, "-m", "planner", "advise", "-d", "android-8gb", "-m", "gemma-3-270m",
+                          "-c", "32768", "--json"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    cli = json.loads(out)["devices"]["android-8gb"]
+    assert [c.value for c in at.code] == [p["command"] for p in cli]
+    unsafe = {"q4_0", "q4_1", "iq4_nl"}                     # measured unsafe: measurements/activations
+    assert cli and not unsafe & {p["kv_type_k"] for p in cli}
+    shown = [m.value for m in at.markdown if m.value.startswith(tuple(f"**{n}. " for n in range(1, 10)))]
+    assert len(shown) == len(cli)
+    for p, md in zip(cli, shown):
+        assert ("measured *risky*" in md) == (p["kv_verdict"] == "risky"), md

@@ -58,9 +58,15 @@ def verdicts(model_name: str) -> dict[str, dict]:
     return out
 
 
+def verdict(model_name: str, kv_type: str) -> str | None:
+    """'safe', 'risky', 'unsafe', or None when this KV type was never measured for the model.
+    The advisor's kv_verdict: the CLI and the dashboard pass this same function, so both skip the same types."""
+    return verdicts(model_name).get(kv_type, {}).get("verdict")
+
+
 def flag(model_name: str, kv_type: str) -> str:
     """'' (safe or unmeasured), '?' (risky) or '!' (unsafe) to print beside a KV type."""
-    v = verdicts(model_name).get(kv_type, {}).get("verdict")
+    v = verdict(model_name, kv_type)
     return {"unsafe": "!", "risky": "?"}.get(v, "")
 
 

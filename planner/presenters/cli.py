@@ -656,7 +656,7 @@ def check(requirements, junit, as_json) -> None:
 def advise(device, model, weights, context, sequences, runtime, goal, limit, host_memory, as_json) -> None:
     """What to run: searches weight format, KV type, ubatch, -ngl / --n-cpu-moe, GPUs and runtime,
     and ranks the plans that fit, with the command line for each. Exit 1 when nothing fits."""
-    from planner.measurement.kv_safety import verdicts
+    from planner.measurement.kv_safety import verdict as kv_verdict
     from planner.model.resolve import resolve_model
     from planner.planning.advise import advise as search
     from planner.runtimes.request import parse_context
@@ -677,7 +677,6 @@ def advise(device, model, weights, context, sequences, runtime, goal, limit, hos
         host_b = get_device(host_memory).memory_bytes if host_memory.strip()[-1:].lower() in "bB" else None
         if host_b is None:
             _fail(f"--host-memory: '{host_memory}' is not a size like 32gb")
-    kv_verdict = lambda m, k: verdicts(m).get(k, {}).get("verdict")  # noqa: E731
     found = {d: search(d, list(model) or None, context=ctx, sequences=sequences, runtime=runtime, goal=goal,
                        limit=limit, kv_verdict=kv_verdict, host_memory=host_b, weights=list(weights) or None)
              for d in device}
