@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from planner.errors import PlannerInputError
-from planner.model.formats import format_names, get_format
+from planner.model.formats import COMMON_FORMATS, format_names, get_format  # COMMON_FORMATS: `planner fit`'s list
 from planner.model.inventory import ROLE_COMPONENT
 from planner.model.kv import KV_TYPES, RUNTIME_KV_TYPES
 from planner.model.resolve import resolve_model
@@ -36,17 +36,6 @@ MAX_EVALUATIONS = 64              # configurations x devices evaluated for the t
 SEGMENTS = ("weights", "PLE", "KV", "compute", "overhead")
 _PLE = ROLE_COMPONENT["ple_table"]
 
-try:  # the CLI's short list of formats people actually deploy per runtime (names only)
-    from planner.presenters.cli import COMMON_FORMATS as _COMMON
-except Exception:  # noqa: BLE001 (the dashboard must start even if the CLI cannot be imported)
-    _COMMON = {}
-COMMON_FORMATS: dict[str, list[str]] = {
-    "llama.cpp": ["bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "qat-q4_0", "q4_0", "iq4_xs", "q3_k_m", "q2_k"],
-    "vllm": ["bf16", "fp8", "awq-int4", "gptq-int4", "nf4"],
-    "transformers": ["bf16", "fp8", "nf4", "awq-int4", "gptq-int4"],
-    "mlx": ["bf16", "mlx-8bit", "mlx-4bit"],
-    **_COMMON,
-}
 ENCODERS = {"runtime default": None, "text only": True, "with encoders": False}   # -> Plan.text_only
 DEFAULT_FORMAT = {"llama.cpp": "q4_k_m", "vllm": "bf16", "transformers": "bf16", "mlx": "mlx-4bit",
                   "litert-lm": "litert-mobile"}

@@ -746,3 +746,21 @@ def test_what_to_change_is_the_clis_advice_with_kv_safety():
     assert len(shown) == len(cli)
     for p, md in zip(cli, shown):
         assert ("measured *risky*" in md) == (p["kv_verdict"] == "risky"), md
+
+
+@pytest.mark.parametrize("runtime", ["llama.cpp", "vllm", "mlx"])
+def test_fit_matrix_formats_are_what_planner_fit_lists(runtime):
+    """The matrix's columns are the formats `planner fit` lists when no --weights is given (read from the CLI's
+    own output: the weights column). The page once kept its own copy and missed vLLM's w4a16-g32."""
+    import subprocess
+    import sys
+
+    at = app({"runtime": runtime, "device": "24gb-gpu", "mdevice": "24gb-gpu", "model": "gemma-4-e4b",
+              "mmodel": "gemma-4-e4b", "view": "Fit matrices"})
+    no_failure(at)
+    by_model = next(d.value for d in at.dataframe if "model" in d.value.columns and "needed GiB" not in d.value.columns)
+    out = subprocess.run([sys.executable, "-m", "planner", "fit", "-m", "gemma-4-e4b", "-d", "24gb-gpu", "-r", runtime],
+                         capture_output=True, text=True, cwd=ROOT).stdout
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith("gemma-4-e4b ")]
+    assert rows
+    assert [c for c in by_model.columns if c != "model"] == [r[1] for r in rows]
