@@ -66,6 +66,24 @@ def test_every_module_belongs_to_a_layer():
         assert layer(mod) in LAYERS, f"{mod} is in no layer; put it in one of {LAYERS[1:]}"
 
 
+def test_every_module_is_on_the_map():
+    """README's Layout section and ARCHITECTURE.md name every module of its layer (a module added without
+    saying where it belongs fails here); package markers, __main__ and probe helpers are exempt."""
+    root = PACKAGE.parent
+    readme = (root / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    arch = (root / "ARCHITECTURE.md").read_text()
+    missing = []
+    for mod, path in modules().items():
+        short = mod.rpartition(".")[2]
+        if path.name in ("__init__.py", "__main__.py") or short in ("alloc", "common"):
+            continue
+        for doc, text in (("README Layout", layout), ("ARCHITECTURE.md", arch)):
+            if short not in text:
+                missing.append(f"{mod} not in {doc}")
+    assert not missing, missing
+
+
 def test_no_import_goes_against_the_layer_order():
     wrong = []
     for mod, deps in graph().items():
