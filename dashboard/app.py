@@ -494,7 +494,8 @@ if tabs["Why"].open:
 if tabs["Memory chart"].open:
     with tabs["Memory chart"]:
         if rows:
-            st.plotly_chart(G.bars_figure(table["bars"]), key="bars_chart")
+            # no Plotly toolbar here: it sits where the legend's first row is and hid two of its labels
+            st.plotly_chart(G.bars_figure(table["bars"]), key="bars_chart", config={"displayModeBar": False})
             st.caption("Counted stack: what is charged against the device budget (device memory; on unified memory "
                        "host bytes (/) too). Beside it, not counted: host RAM on a discrete GPU (×) and file-backed "
                        "mapped pages read on demand (·), e.g. llama.cpp's mmap'd PLE table.")
