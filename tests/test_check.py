@@ -2,23 +2,9 @@
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
-REQS = """\
-defaults:
-  runtime: llama.cpp
-  margin: 256
-requirements:
-  - name: phone chat
-    device: android-8gb
-    model: gemma-4-e2b
-    weights: q4_0
-    kv_type: q8_0
-    context: 8k
-  - name: laptop 32k
-    device: m-series-16gb
-    model: gemma-4-e4b
-    weights: q4_k_m
-    context: 32k
+REQS = (Path(__file__).resolve().parents[1] / "examples" / "requirements.yaml").read_text() + """\
   - name: 31B long context on a 24 GB card
     device: rtx-4090
     model: gemma-4-31b

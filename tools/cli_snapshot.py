@@ -16,23 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-REQUIREMENTS = """\
-defaults:
-  runtime: llama.cpp
-  margin: 256
-requirements:
-  - name: phone chat
-    device: android-8gb
-    model: gemma-4-e2b
-    weights: q4_0
-    kv_type: q8_0
-    context: 8k
-  - name: laptop 32k
-    device: m-series-16gb
-    model: gemma-4-e4b
-    weights: q4_k_m
-    context: 32k
-"""
+REQUIREMENTS = (ROOT / "examples" / "requirements.yaml").read_text()   # the README's example
 
 COMMANDS = [
     "fit --device 8gb-gpu",

@@ -275,28 +275,27 @@ class CheckpointWeights:
     unknown: tuple[str, ...]            # modules whose role the planner does not recognise
 
     def by_role(self, include_vision: bool = True, include_audio: bool = True) -> tuple[tuple[str, int, str], ...]:
-        drop = set() if include_vision else {"vision"}
-        if not include_audio:
-            drop.add("audio")
-        if not include_vision and not include_audio:
-            drop.add("projector")
-        sizes: dict[str, int] = {}
-        types: dict[str, set[str]] = {}
-        for m in self.modules:
-            r = m.role or "norm"
-            if r in drop:
-                continue
-            sizes[r] = sizes.get(r, 0) + m.nbytes
-            types.setdefault(r, set()).add(m.storage)
-        from planner.model.tensors import ROLES
-
-        return tuple((r, sizes[r], "+".join(sorted(types[r]))) for r in sorted(sizes, key=ROLES.index))
+        """(role, bytes, storage types) as stored in the files."""
+        return self._tally(include_vision, include_audio, lambda m: (m.nbytes, m.storage))
 
     def decompressed_by_role(self, include_vision: bool = True, include_audio: bool = True,
                              dtype_bytes: int = 2) -> tuple[tuple[str, int, str], ...]:
         """By role, after compressed-tensors decompresses the model (transformers, first forward):
         each packed or FP8 module's weight back in the model dtype, its scales and zero points
         kept (compressors/base.py decompress_module leaves them, status DECOMPRESSED)."""
+        def decompressed(m: StoredModule) -> tuple[int, str]:
+            weight = next((t for t in m.tensors if t.name.endswith(("weight_packed", "_packed"))
+                           or (t.name.endswith(".weight") and t.dtype in ("F8_E4M3", "F8_E5M2", "I8"))), None)
+            if weight is None:
+                return m.nbytes, m.storage
+            rest = sum(t.nbytes for t in m.tensors if t is not weight and not t.name.endswith("weight_shape"))
+            return m.params(self.scheme.bits) * dtype_bytes + rest, "bf16 (decompressed)"
+
+        return self._tally(include_vision, include_audio, decompressed)
+
+    def _tally(self, include_vision: bool, include_audio: bool, size_of) -> tuple[tuple[str, int, str], ...]:
+        """Sum size_of(module) -> (bytes, type) by role, in the catalogue's role order; the projector
+        goes with the last encoder dropped."""
         drop = set() if include_vision else {"vision"}
         if not include_audio:
             drop.add("audio")
@@ -308,12 +307,7 @@ class CheckpointWeights:
             r = m.role or "norm"
             if r in drop:
                 continue
-            nb, typ = m.nbytes, m.storage
-            weight = next((t for t in m.tensors if t.name.endswith(("weight_packed", "_packed"))
-                           or (t.name.endswith(".weight") and t.dtype in ("F8_E4M3", "F8_E5M2", "I8"))), None)
-            if weight is not None:
-                rest = sum(t.nbytes for t in m.tensors if t is not weight and not t.name.endswith("weight_shape"))
-                nb, typ = m.params(self.scheme.bits) * dtype_bytes + rest, "bf16 (decompressed)"
+            nb, typ = size_of(m)
             sizes[r] = sizes.get(r, 0) + nb
             types.setdefault(r, set()).add(typ)
         from planner.model.tensors import ROLES
