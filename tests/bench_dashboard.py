@@ -14,6 +14,7 @@ The page wraps the matrix in st.cache_data, so a repeated view costs ~0 planner 
 """
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import subprocess
@@ -25,6 +26,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEVICE = "8gb-gpu"
+
+
+GC_MS: list[float] = []      # time in Python's full (generation 2) garbage collections, per collection
+_gc_start: list[float] = []
+
+
+def _gc_timer(phase: str, info: dict) -> None:
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _gc_start.append(time.perf_counter())
+    elif _gc_start:
+        GC_MS.append((time.perf_counter() - _gc_start.pop()) * 1000)
+
+
+gc.callbacks.append(_gc_timer)
 
 
 def ms(f, *a, **k) -> tuple[float, object]:
@@ -116,6 +133,11 @@ def main() -> None:
                          ("all", "the 'every format the runtime loads' matrix")):
         verdict = "meets" if worst[which] < 100 else "MISSES"
         print(f"worst recompute after a widget change, {label}: {worst[which]:.1f} ms -> {verdict} the 100 ms target")
+    # A full collection walks every object the planner's caches hold; one that lands inside a timed
+    # recompute is part of what a user waits for then, so it stays in the figures, and is reported here.
+    if GC_MS:
+        print(f"full garbage collections during the run: {len(GC_MS)}, longest {max(GC_MS):.1f} ms, "
+              f"median {statistics.median(GC_MS):.1f} ms (a worst figure above may include one)")
 
 
 if __name__ == "__main__":
