@@ -1,8 +1,9 @@
 """Every `$ planner ...` example in README.md is real: run as printed, it prints what the README
 shows (stdout, and the one error line on exit 2), and a following `$ echo $?` shows its exit status.
 
-Examples whose input file is made up for the page (a folder or file not in the checkout) are
-skipped by name; `planner check requirements.yaml` runs on examples/requirements.yaml. Three ways
+The bad inputs the page names (layersbig.json, bomb.yaml, cut.log) are written here as it describes
+them; `planner check requirements.yaml` runs on examples/requirements.yaml; the inspected tiny
+checkpoint folder (its absolute path is in the output) is skipped. Three ways
 the page may shorten an output, each still checked: a JSON output may leave keys out (every key
 shown must equal the real value); a line ending in "(...)" is the start of the real line; a last
 line "..." means the real output goes on; a command commented "(table row)" shows some of the real
@@ -19,7 +20,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_IN_CHECKOUT = ("tiny-gemma4/", "layersbig.json", "bomb.yaml", "cut.log")
+NOT_IN_CHECKOUT = ("tiny-gemma4/",)
+
+
+def write_made_up_inputs(folder: Path) -> None:
+    """The files the README's bad-input examples describe, made as described."""
+    config = json.loads((ROOT / "tests" / "data" / "gemma4-tiny" / "config.json").read_text())
+    (config.get("text_config") or config)["num_hidden_layers"] = 1_000_000_000
+    (folder / "layersbig.json").write_text(json.dumps(config))
+    # "billion laughs": 9 levels of 9 aliases each = 9**9 values once expanded
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    (folder / "bomb.yaml").write_text("\n".join(bomb) + "\n")
+    log = (ROOT / "tests" / "data" / "logs" / "llama-server-gemma-4-e4b-q4_k_m.log").read_text().splitlines()
+    cut = next(i for i, ln in enumerate(log) if "compute buffer size" in ln)
+    (folder / "cut.log").write_text("\n".join(log[:cut]) + "\n")
 
 
 def examples() -> list[tuple[int, str, str, int | None]]:
@@ -86,6 +101,7 @@ def test_readme_example_is_real(line, cmd, want, status, tmp_path):
         k, v = args.pop(0).split("=", 1)
         env[k] = v
     shutil.copy(ROOT / "examples" / "requirements.yaml", tmp_path / "requirements.yaml")
+    write_made_up_inputs(tmp_path)
     args = [str(ROOT / a) if (ROOT / a).is_file() and "/" in a else a for a in args[1:]]
     r = subprocess.run([sys.executable, "-m", "planner", *args], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=300)
