@@ -104,14 +104,14 @@ def advise_module():
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cached_advice(device, models, context, sequences, runtime, goal):
+def cached_advice(device, models, context, sequences, runtime, goal, host="32 GB desktop"):
     from planner.measurement.kv_safety import verdict as kv_verdict  # noqa: PLC0415
 
     adv = advise_module()
     try:
         # the same KV-safety verdicts as `planner advise`: a type measured unsafe for the model is never advised
         plans = adv.advise(device, list(models), context=context, sequences=sequences, runtime=runtime, goal=goal,
-                           limit=5, kv_verdict=kv_verdict)
+                           limit=5, kv_verdict=kv_verdict, host_memory=HOST_RAM[host])
     except PlannerInputError as e:
         return [], str(e)
     return [p.as_dict() | {"_plan": plan_fields(p)} for p in plans], None
@@ -141,8 +141,12 @@ QP = {
     "view": ("view", "str"), "numbers": ("table", "bool"), "why_pick": ("why", "int"), "cmp_a": ("a", "int"), "cmp_b": ("b", "int"),
     "more": ("more", "bool"), "curve_model": ("cmodel", "str"), "curve_device": ("cdevice", "str"), "curve_weights": ("cweights", "str"),
     "matrix_device": ("mdevice", "str"), "matrix_model": ("mmodel", "str"), "matrix_runtime": ("mruntime", "str"),
-    "all_formats": ("allfmt", "bool"), "advice_goal": ("goal", "str"),
+    "all_formats": ("allfmt", "bool"), "advice_goal": ("goal", "str"), "advice_host": ("host", "str"),
 }
+
+# Host RAM the advisor may fill beside a discrete GPU (planner advise --host-memory): label -> API value
+HOST_RAM = {"32 GB desktop": "typical", "16 GB": 16 << 30, "64 GB": 64 << 30, "128 GB": 128 << 30,
+            "not checked": None}
 
 
 def _parse(kind: str, raw: list[str]):
@@ -599,13 +603,18 @@ if tabs["What to change"].open:
         elif not models:
             st.info("Choose a model to get advice.")
         else:
-            ac = st.columns(2)
+            ac = st.columns(3)
             keep_valid("advice_device", devices, devices[0])
             adevice = ac[0].selectbox("Device", devices, key="advice_device")
             keep_valid("advice_goal", ["context", "quality", "speed"], "context")
             goal = ac[1].selectbox("Optimise for", ["context", "quality", "speed"], key="advice_goal")
+            keep_valid("advice_host", list(HOST_RAM), "32 GB desktop")
+            host = ac[2].selectbox("Host RAM", list(HOST_RAM), key="advice_host",
+                                   help="What offloaded layers and experts may fill beside a discrete GPU "
+                                        "(`planner advise --host-memory`); a 32 GB desktop has 28 GiB usable. "
+                                        "Shared-memory devices have no separate host.")
             advice, err = cached_advice(adevice, tuple(models), int(context), sequences,
-                                        primary_rt if len(runtimes) == 1 else None, goal)
+                                        primary_rt if len(runtimes) == 1 else None, goal, host)
             if err:
                 st.error(D.ui_words(err))
             if not advice and not err:

@@ -162,3 +162,29 @@ def test_weights_filter_and_bad_weights():
     # MLX formats are loaded by no runtime of a CUDA GPU
     with pytest.raises(PlannerInputError, match="no runtime of this device loads it"):
         advise("8gb-gpu", ["gemma-4-12b"], weights=["mlx-4bit"])
+
+
+def test_host_ram_is_a_32gb_desktop_unless_told():
+    """Beside a discrete GPU the plans may keep at most a 32 GB desktop's usable RAM on the host
+    (cpu-32gb: 32 GiB - 4 GiB OS reserve = 28 GiB = 30,064,771,072 bytes, profiles/devices.yaml)."""
+    limit = 32 * 2**30 - 4 * 2**30
+    assert get_device("cpu-32gb").usable_bytes == limit
+    typical = advise("8gb-gpu", ["gemma-4-26b-a4b"], context=32768, limit=20)
+    unlimited = advise("8gb-gpu", ["gemma-4-26b-a4b"], context=32768, limit=20, host_memory=None)
+    assert typical and all(a.host_bytes <= limit for a in typical)
+    # unchecked, the search parks BF16 experts in RAM: 26B-A4B's 30 layers x 128 experts x (1408 x 2816
+    # gate_up + 2816 x 704 down) weights x 2 bytes = 45,675,970,560 bytes = 42.5 GiB of experts alone
+    experts_bf16 = 30 * 128 * (1408 * 2816 + 2816 * 704) * 2
+    assert experts_bf16 > limit
+    assert any(a.plan.weights == "bf16" and a.host_bytes >= experts_bf16 for a in unlimited)
+    assert not any(a.plan.weights == "bf16" for a in typical)
+    # shared memory has no separate host: the limit does not apply (same plans with and without)
+    mac = [a.command for a in advise("m-series-16gb", ["gemma-4-e4b"], limit=5)]
+    assert mac == [a.command for a in advise("m-series-16gb", ["gemma-4-e4b"], limit=5, host_memory=None)]
+    # the CLI: the limit is said, 'none' lifts it, a bad value names the flag and the allowed values
+    r = _cli("advise", "-d", "8gb-gpu", "-m", "gemma-4-26b-a4b", "-c", "32k", "--json")
+    assert json.loads(r.stdout)["host_memory_bytes"] == {"8gb-gpu": limit}
+    r = _cli("advise", "-d", "8gb-gpu", "-m", "gemma-4-26b-a4b", "-c", "32k", "--limit", "20", "--host-memory", "none")
+    assert r.returncode == 0 and "BF16.gguf" in r.stdout and "host RAM is not checked" in r.stdout
+    r = _cli("advise", "-d", "8gb-gpu", "-m", "gemma-4-26b-a4b", "--host-memory", "lots")
+    assert r.returncode == 2 and "--host-memory" in r.stderr and "'none'" in r.stderr

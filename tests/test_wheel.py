@@ -6,6 +6,7 @@ precomputed tables, the committed measurements (KV-safety verdicts, calibration,
 and the probe text must all come from inside the installed package.
 """
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 REQUIREMENTS = (ROOT / "examples" / "requirements.yaml").read_text()   # the README's example
 
+# Every command; `probe` and `measure` drive torch and a llama.cpp build (the probes / llamaserver
+# extras), which the wheel's bare venv does not install: tests/test_bad_input.py checks their one-line
+# message when the extra is missing.
 COMMANDS = {
     "fit": ["fit", "--device", "8gb-gpu", "-m", "gemma-4-e4b", "-m", "gemma-4-26b-a4b", "-w", "q4_k_m",
             "-w", "qat-q4_0", "-c", "32k", "--kv-type", "q8_0"],
@@ -29,6 +33,13 @@ COMMANDS = {
     "validate": ["validate"],
     "check": ["check", "requirements.yaml"],
     "version": ["--version"],
+    "advise": ["advise", "-d", "8gb-gpu", "-m", "gemma-4-26b-a4b", "-c", "32k", "--limit", "3"],
+    "explain": ["explain", "server.log"],              # a real llama-server b11549 log (tests/data/logs)
+    "inspect": ["inspect", "gemma4-tiny"],             # a config.json folder (tests/data)
+    "models": ["models"],
+    "devices": ["devices"],
+    "formats": ["formats"],
+    "calibrate": ["calibrate", "--out", "calibration.yaml", "--force"],   # into the work folder, both times
 }
 
 
@@ -49,6 +60,8 @@ def installed(tmp_path_factory):
     work = tmp / "work"
     work.mkdir()
     (work / "requirements.yaml").write_text(REQUIREMENTS)
+    shutil.copy(ROOT / "tests" / "data" / "logs" / "llama-server-b11549-gemma-4-e2b-q4_0-cpu.log", work / "server.log")
+    shutil.copytree(ROOT / "tests" / "data" / "gemma4-tiny", work / "gemma4-tiny")
     return wheel, venv, work
 
 
@@ -99,6 +112,12 @@ def test_every_command_answers_as_the_editable_install(installed, name, tmp_path
         assert "q4_0!" in out and "measured UNSAFE" in out      # the verdict from the shipped activation report
     if name == "validate":
         assert "calibrated" in out and "PASS" in out            # the shipped calibration and memory measurements
+    if name == "explain":
+        assert "all terms agree" in out and code == 0
+    if name == "advise":
+        assert "llama-server -m gemma-4-26b-a4b" in out and "--n-cpu-moe" in out
+    if name == "calibrate":
+        assert "calibrated transformers" in out and (work / "calibration.yaml").exists()
     if name == "version":
         assert out.startswith("planner ") and "llama.cpp" in out and "vllm" in out
 

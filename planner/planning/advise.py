@@ -11,7 +11,7 @@ exact search, tokens/s by planning/throughput.speed_bound. Nothing is estimated 
 
 Public API (the dashboard calls it; keep it stable):
     advise(device, models, *, context=None, sequences=1, runtime=None, goal="context", limit=5,
-           kv_verdict=None, host_memory=None, weights=None, stats=None) -> list[AdvisedPlan]
+           kv_verdict=None, host_memory=TYPICAL_HOST, weights=None, stats=None) -> list[AdvisedPlan]
 """
 from __future__ import annotations
 
@@ -29,6 +29,27 @@ from planner.runtimes.overhead import backend_of
 from planner.runtimes.request import Plan, normalize_runtime
 
 GOALS = ("context", "speed", "quality")
+
+# Host RAM a plan may keep resident beside a discrete GPU when the user does not say: the
+# catalogue's cpu-32gb (32 GiB minus the OS reserve, profiles/devices.yaml). Without a limit the
+# search "fits" a 26B-A4B BF16 on an 8 GB GPU by parking 44 GiB of experts in RAM the machine
+# rarely has; 32 GB is the common size of a desktop built around a consumer GPU. host_memory=None
+# turns the check off (CLI: --host-memory none).
+TYPICAL_HOST = "typical"
+TYPICAL_HOST_DEVICE = "cpu-32gb"
+
+
+def host_memory_limit(host_memory, device) -> int | None:
+    """Bytes of host RAM the plans for `device` may use: TYPICAL_HOST -> the typical desktop's usable
+    RAM, an int -> itself, None -> not checked. Shared memory (Macs, phones, Jetson) and CPU-only
+    devices have no separate host: None."""
+    if device.kind in UNIFIED_KINDS:
+        return None
+    if host_memory == TYPICAL_HOST:
+        from planner.readers.devices import get_device
+
+        return get_device(TYPICAL_HOST_DEVICE).usable_bytes
+    return host_memory
 DEFAULT_CONTEXT = 8192
 # KV types the search tries per runtime, best quality first
 KV_CANDIDATES = {
@@ -307,7 +328,7 @@ def _plan_of(c: _Candidate, ctx: int, sequences: int, n_gpus: int) -> Plan:
 
 
 def advise(device, models=None, *, context=None, sequences: int = 1, runtime=None, goal: str = "context",
-           limit: int = 5, kv_verdict: Callable | None = None, host_memory: int | None = None,
+           limit: int = 5, kv_verdict: Callable | None = None, host_memory: int | str | None = TYPICAL_HOST,
            weights=None, stats: dict | None = None) -> list[AdvisedPlan]:
     """Ranked plans that fit `device` ("rtx-4090", "2x rtx-4090" or a Device) for `models`
     (catalogue names; None: the whole catalogue), best first, at most `limit`.
@@ -318,7 +339,8 @@ def advise(device, models=None, *, context=None, sequences: int = 1, runtime=Non
     full-precision KV). kv_verdict(model, kv_type) -> "safe" | "risky" | "unsafe" | None: the
     measured KV-type verdicts (planner.measurement.kv_safety); types measured unsafe are never
     advised, unmeasured ones are marked "unknown". host_memory: bytes of host RAM the plan may
-    keep resident (offloaded layers and experts, embeddings); None: not checked. weights: only
+    keep resident beside a discrete GPU (offloaded layers and experts, embeddings); TYPICAL_HOST
+    (default): a 32 GB desktop (host_memory_limit); None: not checked. weights: only
     these formats (None: every format the runtime loads that the search knows). `stats`, when
     given, receives the number of configurations evaluated. An empty list means nothing fits.
 
@@ -344,6 +366,7 @@ def advise(device, models=None, *, context=None, sequences: int = 1, runtime=Non
     else:
         dev, n_gpus = device, 1
         label = dev.name
+    host_memory = host_memory_limit(host_memory, dev)
     runtimes = (normalize_runtime(runtime),) if runtime else runtimes_for(dev)
     only = None
     if weights:

@@ -650,15 +650,18 @@ def check(requirements, junit, as_json) -> None:
 @click.option("--runtime", "-r", "runtime", help="llama.cpp, vllm or mlx (default: every runtime the device runs).")
 @click.option("--goal", "goal", default="context", show_default=True, help="context, speed or quality.")
 @click.option("--limit", "limit", type=int, default=5, show_default=True, help="Plans to list per device.")
-@click.option("--host-memory", "host_memory", help="Host RAM the plan may use for offloaded layers and experts "
-              "(e.g. 32gb; default: not checked).")
+@click.option("--host-memory", "host_memory", help="Host RAM the plan may use beside a discrete GPU for offloaded "
+              "layers and experts: a size (e.g. 64gb) or 'none' (not checked); default: a 32 GB desktop "
+              "(the cpu-32gb device's usable RAM).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def advise(device, model, weights, context, sequences, runtime, goal, limit, host_memory, as_json) -> None:
     """What to run: searches weight format, KV type, ubatch, -ngl / --n-cpu-moe, GPUs and runtime,
     and ranks the plans that fit, with the command line for each. Exit 1 when nothing fits."""
     from planner.measurement.kv_safety import verdict as kv_verdict
     from planner.model.resolve import resolve_model
+    from planner.planning.advise import TYPICAL_HOST, TYPICAL_HOST_DEVICE, host_memory_limit
     from planner.planning.advise import advise as search
+    from planner.readers.device_list import parse_device_spec
     from planner.runtimes.request import parse_context
 
     from planner.runtimes.request import check_count
@@ -670,18 +673,23 @@ def advise(device, model, weights, context, sequences, runtime, goal, limit, hos
     ctx = parse_context(context) if context is not None else None
     for m in model:
         resolve_model(m)
-    host_b = None
+    host_b = TYPICAL_HOST
     if host_memory is not None:
         from planner.readers.devices import get_device
 
-        host_b = get_device(host_memory).memory_bytes if host_memory.strip()[-1:].lower() in "bB" else None
-        if host_b is None:
-            _fail(f"--host-memory: '{host_memory}' is not a size like 32gb")
+        if host_memory.strip().lower() == "none":
+            host_b = None
+        elif host_memory.strip()[-1:].lower() in "bB":
+            host_b = get_device(host_memory).memory_bytes
+        else:
+            _fail(f"--host-memory: '{host_memory}' is not a size like 64gb, or 'none'")
     found = {d: search(d, list(model) or None, context=ctx, sequences=sequences, runtime=runtime, goal=goal,
                        limit=limit, kv_verdict=kv_verdict, host_memory=host_b, weights=list(weights) or None)
              for d in device}
+    limits = {d: host_memory_limit(host_b, parse_device_spec(d)[0]) for d in device}
     if as_json:
         print(json.dumps({"schema": "planner.advise/1", "goal": goal, "context": ctx, "sequences": sequences,
+                          "host_memory_bytes": {d: v for d, v in limits.items()},
                           "devices": {d: [a.as_dict() for a in plans] for d, plans in found.items()}}, indent=1))
     else:
         from planner.presenters.textable import render
@@ -710,8 +718,13 @@ def advise(device, model, weights, context, sequences, runtime, goal, limit, hos
             print()
         print("note: tokens/s are upper bounds (bandwidth and compute roofline); published llama-bench runs reach "
               "40-55% of the decode bound for the 26B MoE and ~75% for dense models (README: Speed)")
-        print("note: GPU GiB is the fullest GPU; host GiB is resident RAM (offloaded layers and experts are read every token)"
-              + ("" if host_b else "; host RAM is not checked (--host-memory 32gb limits it)"))
+        print("note: GPU GiB is the fullest GPU; host GiB is resident RAM (offloaded layers and experts are read every token)")
+        discrete = [d for d in device if host_memory_limit(0, parse_device_spec(d)[0]) is not None]
+        if discrete and host_b is None:
+            print("note: host RAM is not checked (--host-memory SIZE limits it)")
+        elif discrete and host_b == TYPICAL_HOST:
+            print(f"note: host RAM at most {_gib(limits[discrete[0]])} GiB, a 32 GB desktop ({TYPICAL_HOST_DEVICE}'s "
+                  "usable RAM); --host-memory SIZE or none to change")
     if not any(found.values()):
         sys.exit(1)
 
