@@ -652,8 +652,16 @@ def device_terms(mm: MemoryModel, device) -> tuple[Term, ...]:
         out_gpu = placement.placement_of(mm.spec, mm.resolved.plan).output_gpu
         if out_gpu == placement.HOST:
             return ()       # the output layer stays on the CPU: the tied head is the mapped token_embd
-    return (Term("output head (tied: token_embd loaded again on the GPU)", "weights", "device",
-                 const=emb.const, detail="llama-model-loader TENSOR_DUPLICATED", gpu=out_gpu),)
+    out = [Term("output head (tied: token_embd loaded again on the GPU)", "weights", "device",
+                const=emb.const, detail="llama-model-loader TENSOR_DUPLICATED", gpu=out_gpu)]
+    demb = next((t for t in mm.terms if t.name.startswith("drafter token embedding")), None)
+    if demb is not None:
+        # src/models/gemma4-assistant.cpp load_arch_tensors: output = token_embd, TENSOR_DUPLICATED,
+        # on the drafter's output device (-ngld, default all layers)
+        out.append(Term(demb.name.replace("drafter token embedding", "drafter output head (tied: token_embd "
+                                          "loaded again on the GPU)"), "weights", "device", const=demb.const,
+                        detail="llama-model-loader TENSOR_DUPLICATED", gpu=out_gpu))
+    return tuple(out)
 
 
 def _drafter_repack_terms(mm: MemoryModel, fmt: str, isa: str) -> tuple[Term, ...]:
