@@ -136,7 +136,7 @@ def _child_main(job_path: str) -> int:
     cfg = ServerConfig(**job["config"])
     p = x.CommonParams()
     p.model.path = job["path"]
-    p.verbosity = 4                # llama.cpp's INFO lines (load_tensors, llama_context, sched_reserve)
+    p.verbosity = int(os.environ.get("PLANNER_LLAMA_VERBOSITY", "4"))                # llama.cpp's INFO lines (load_tensors, llama_context, sched_reserve)
     p.n_ctx = cfg.n_ctx
     p.n_batch = cfg.n_batch
     p.n_ubatch = cfg.n_ubatch

@@ -129,4 +129,14 @@ def gpu_bytes(terms: tuple[Term, ...], ctx: int, n_gpus: int) -> list[int]:
 
 
 def components_at(terms: tuple[Term, ...], ctx: int) -> list[Component]:
-    return [Component(t.name, t.category, t.place, t.bytes_at(ctx), t.detail) for t in terms]
+    """One component per term; consecutive terms of one name and place (a piecewise-linear buffer
+    written as several Terms, e.g. the llama.cpp drafter's compute buffer) are one component."""
+    out: list[Component] = []
+    for t in terms:
+        b = t.bytes_at(ctx)
+        if out and out[-1].name == t.name and out[-1].place == t.place and out[-1].category == t.category:
+            prev = out[-1]
+            out[-1] = Component(prev.name, prev.category, prev.place, prev.nbytes + b, prev.detail)
+        else:
+            out.append(Component(t.name, t.category, t.place, b, t.detail))
+    return out

@@ -211,59 +211,67 @@ def drafter_terms(spec: ModelSpec, plan: Plan, fmt: WeightFormat, rp: ResolvedPl
 
 def _assistant_compute_terms(dspec: ModelSpec, rp: ResolvedPlan, target: ModelSpec,
                              target_rp: ResolvedPlan) -> list[Term]:
-    """The Gemma 4 assistant's compute buffer (sched_reserve of src/models/gemma4-assistant.cpp's
-    graph, CPU backend), derived from the graph's tensors, f32 values per ubatch token:
-    - input phase: the target's hidden state inp_h (an input: live for the whole graph, backbone
-      width bb = embedding_length_out), the target's token embeddings gathered by get_rows and
-      scaled in place (bb), and their concat (2 x bb): 4 x bb;
-    - FFN phase: inp_h + gate, up and the GELU of the gate (build_ffn LLM_FFN_GELU, LLM_FFN_PAR):
-      bb + 3 x n_ff;
-    - attention phase: inp_h + the roped query and the attention output of the full-attention
-      layer (n_head x head_dim_full each): bb + 2 x q_full;
-    the buffer holds the largest of them plus the masks (inputs, live throughout: f16 with flash
-    attention, llama-graph.cpp build_attn_inp_kq_mask; f32 without) of its full-attention cells
-    and sliding cells, which are the target's: src/llama-kv-cache.cpp overrides a shared cache's
-    size with its source's (`kv_size = N overridden to M to match the shared source cache`), so
-    the sliding mask is the target's window x seqs + ubatch, at most the context per sequence (a
-    second term: the masks are live in every phase, the max of the phases leaves them out), plus the I32
-    token and position inputs (8 B per token). Without flash attention the full layer's f32 scores
-    (n_kv x ubatch x n_head) and the attention phase's rows are live together; the logits phase
-    (n_parallel rows) is smaller than the input phase on every assistant. No constant was read off
-    a measurement: the rows reproduce every flash-attention pair start to the MiB print (E2B,
-    E4B, 12B, 26B-A4B, 31B) and the score phase those of 12B, 26B-A4B and 31B; E2B at ubatch 2048
-    and E4B keep part of the query rows in the hole the input phase freed (ggml-alloc placement,
-    not simulated: the rule is an upper bound there, listed in tests/test_llamacpp_server.py)."""
+    """The Gemma 4 assistant's compute buffer: ggml-alloc replayed on its graph
+    (planner/runtimes/ggml_alloc.py: src/models/gemma4-assistant.cpp's reserve graph, ggml-alloc.c's
+    in-place reuse, best-fit holes and high-water mark), which reproduces all 182 measured pair
+    starts to the log's 0.01 MiB. The graph attends over the target's cells: src/llama-kv-cache.cpp
+    overrides a shared cache's size with its source's (`kv_size = N overridden to M to match the
+    shared source cache`), so the full mask is the target's cells of one stream and the sliding mask
+    its sliding cells (window x seqs + ubatch, at most the context per sequence).
+
+    As a function of the context it is piecewise linear, and the Terms are that closed form, read
+    off the replay (an evaluation, not a fit: tests/test_llamacpp_server.py checks the Terms
+    against the replay at every context up to 256k and against the starts): from some k0 on the
+    buffer is one line growing with the full-attention cells (the f32 scores n_kv x ubatch x
+    n_head and the mask without flash attention, the f16 mask with it), read off the replay at two
+    large cell counts; k0 is the first 256-cell point at or above the sliding cap (window x seqs
+    + ubatch) where the replay is on that line. Below k0 the sliding mask grows too, the fixed
+    phases dominate and ggml-alloc's holes make the replay irregular over the first cells: there
+    the Terms follow the replay from 256-cell point to 256-cell point (a context is padded to 256
+    cells, so that is every context), one Term per run of equal steps. The Terms share one name:
+    the breakdown shows them as one row."""
+    from planner.runtimes.ggml_alloc import buffer_bytes, gemma4_assistant_graph
+
     n = rp.ubatch
-    bb = int(dspec.extra.get("backbone_hidden_size") or dspec.hidden_size)
-    full = [l for l in dspec.layers if not l.sliding] or list(dspec.layers)
-    q_full = max(l.n_heads * l.head_dim for l in full)
-    heads = max(l.n_heads for l in full)
-    n_ff = max((l.ffn_dim for l in dspec.layers), default=0)
-    act = 4 * max(4 * bb, bb + 3 * n_ff, bb + 2 * q_full) + 8
-    score_rows = 4 * (bb + 2 * q_full) + 8
-    mask = 2 if rp.flash_attn else 4
-    swa = [l for l in target.cache_layers if l.sliding] if any(l.sliding for l in dspec.layers) else []
-    # one stream's cells (a mask is n_kv x ubatch of one stream); the target's sliding cache's cap
-    # (window x seqs + ubatch) or the context, whichever is smaller
+    swa_t = [l for l in target.cache_layers if l.sliding] if any(l.sliding for l in dspec.layers) else []
     stream = _cells(target_rp, False, None)
-    mask_cells = Cells(pad=CTX_PAD, scale=stream.scale)
-    swa_cells = dc_replace(_cells(target_rp, True, swa[0].window), streams=1) if swa else NO_CELLS
-    logits = 4 * dspec.vocab_size * min(rp.n_outputs, n)
+    cap = (_cells(target_rp, True, swa_t[0].window).cap or 0) if swa_t else 0
+    n_out = min(rp.n_outputs, n)
+    layers = [(l.sliding, l.n_heads, l.head_dim) for l in dspec.layers]
+    bb = int(dspec.extra.get("backbone_hidden_size") or dspec.hidden_size)
+    n_ff = max((l.ffn_dim for l in dspec.layers), default=0)
+
+    @lru_cache(maxsize=None)
+    def replay(n_kv: int) -> int:
+        n_swa = min(n_kv, cap) if cap else n_kv               # --swa-full: the sliding cache is the full size
+        return buffer_bytes(*gemma4_assistant_graph(
+            backbone=bb, hidden=dspec.hidden_size, n_ff=n_ff, layers=layers, vocab=dspec.vocab_size, n_tokens=n,
+            n_outputs=n_out, n_kv=n_kv, n_kv_swa=n_swa, flash_attn=rp.flash_attn))
+
     name = f"drafter compute buffer ({dspec.name}, ubatch {n})"
-    tail = ("its attention reads the target's KV cells (PR #27781); gemma4-assistant graph, CPU backend, "
-            f"llama.cpp {rp.build}")
-    if rp.flash_attn:
-        main = Term(name, "compute", "device", const=act * n, per_cell=mask * n, cells=mask_cells, floor=logits,
-                    detail=f"max(input, FFN, attention rows) + f16 full-attention mask (flash attention); {tail}")
-    else:
-        main = Term(name, "compute", "device", const=score_rows * n, per_cell=4 * n * (heads + 1), cells=mask_cells,
-                    floor=max(act * n, logits), floor_per_cell=mask * n,
-                    detail=f"f32 scores n_kv x {n} x {heads} heads + f32 mask (no flash attention); {tail}")
-    out = [main]
-    if swa:
-        out.append(Term(f"drafter compute buffer: sliding-window mask ({dspec.name})", "compute", "device",
-                        per_cell=mask * n, cells=swa_cells,
-                        detail=f"{'f16' if rp.flash_attn else 'f32'} mask, its sliding cells x ubatch {n}"))
+    detail = ("ggml-alloc replayed on the gemma4-assistant graph (" + (
+        "f16 masks, flash attention" if rp.flash_attn else f"f32 scores n_kv x {n} x {layers[-1][1]} heads + f32 masks")
+        + f"); its attention reads the target's KV cells (PR #27781); CPU backend, llama.cpp {rp.build}")
+    k1 = max(64 * max(cap, CTX_PAD), 1 << 16)
+    k2 = 2 * k1
+    slope = (replay(k2) - replay(k1)) // (k2 - k1)
+    line = lambda c: replay(k1) + slope * (c - k1)  # noqa: E731
+    k0 = max(cap, CTX_PAD)
+    while replay(k0) != line(k0) and k0 < k1:
+        k0 += CTX_PAD
+    out = [Term(name, "compute", "device", const=replay(CTX_PAD), detail=detail)]
+    c = CTX_PAD
+    while c < k0:                              # runs of equal 256-cell steps up to k0
+        step = (replay(c + CTX_PAD) - replay(c)) // CTX_PAD
+        run = CTX_PAD
+        while c + run < k0 and (replay(c + run + CTX_PAD) - replay(c + run)) // CTX_PAD == step:
+            run += CTX_PAD
+        if step:
+            out.append(Term(name, "compute", "device", per_cell=step, floor=min(0, step * run),
+                            cells=Cells(pad=CTX_PAD, scale=stream.scale, add=-c, cap=run), detail=detail))
+        c += run
+    out.append(Term(name, "compute", "device", per_cell=slope,
+                    cells=Cells(pad=CTX_PAD, scale=stream.scale, add=-k0), detail=detail))
     return out
 
 
