@@ -112,7 +112,8 @@ def model_metadata(spec, ftype: str) -> list[tuple[str, object, str]]:
         put("final_logit_softcapping", float(tc["final_logit_softcapping"]), "f32")
     if tc.get("sliding_window_pattern") != 1 and tc.get("sliding_window"):
         put("attention.sliding_window", int(tc["sliding_window"]), "u32")
-    if arch == "gemma4":
+    if arch in ("gemma4", "gemma4-assistant"):
+        # Gemma4AssistantModel (conversion/gemma.py) is a Gemma4Model: the same keys, plus below
         n_shared = int(tc.get("num_kv_shared_layers") or 0)
         put("attention.shared_kv_layers", n_shared, "u32")
         put("embedding_length_per_layer_input", int(tc.get("hidden_size_per_layer_input") or 0), "u32")
@@ -135,6 +136,13 @@ def model_metadata(spec, ftype: str) -> list[tuple[str, object, str]]:
             put("attention.head_count_kv", [int(kv_swa) if s else int(kv_full) for s in swa], "arr_i32")
         put("rope.dimension_count", hd_full, "u32")
         put("rope.dimension_count_swa", int(hd * float(rope.get("partial_rotary_factor", 1.0))), "u32")
+    if arch == "gemma4-assistant":
+        # Gemma4AssistantModel.set_gguf_parameters: the target's hidden size as embedding_length_out
+        # (src/models/gemma4-assistant.cpp load_arch_hparams: n_embd_inp = n_embd_out, the width of
+        # the target's h it reads) and every block an MTP block (nextn_predict_layers = block_count:
+        # load_arch_tensors loops over n_layer_nextn; n_layer() = block_count - nextn = 0 trunk layers)
+        put("embedding_length_out", int(spec.extra["backbone_hidden_size"]), "u32")
+        put("nextn_predict_layers", n, "u32")
     put("general.quantization_version", 2, "u32")
     return [(k, v, kind) for k, (v, kind) in md.items()]
 

@@ -62,6 +62,7 @@ class ServerConfig:
     prompt: int = 0                # tokens of one completion request after the load (residency)
     draft: str = ""                # drafter model name (its GGUF is written beside the target's)
     draft_weights: str = ""
+    n_draft: int = 0               # --spec-draft-n-max; 0: llama-server's default (3)
 
     def key(self) -> str:
         np_ = "auto" if self.n_parallel == 0 else str(self.n_parallel)
@@ -74,6 +75,7 @@ class ServerConfig:
         s += "-noalloc" if self.no_alloc else ""
         s += f"-prompt{self.prompt}" if self.prompt else ""
         s += f"-draft_{self.draft}_{self.draft_weights}" if self.draft else ""
+        s += f"-nd{self.n_draft}" if self.n_draft else ""
         return s
 
     def command_line(self, model_path: str, draft_path: str = "") -> str:
@@ -92,8 +94,18 @@ class ServerConfig:
         if not self.repack:
             a.append("--no-repack")
         if draft_path:
-            a += ["-md", draft_path, "-ngld", "0"]
+            a += ["-md", draft_path, "-ngld", "0", "--spec-type", spec_type(self.draft)]
+            if self.n_draft:
+                a += ["--spec-draft-n-max", str(self.n_draft)]
         return " ".join(a)
+
+
+def spec_type(draft_model: str) -> str:
+    """llama-server's --spec-type for a drafter. A Gemma 4 assistant runs as `draft-mtp`: common/arg.cpp
+    infers the type from a local -md GGUF only by a `blk.N.nextn.eh_proj` tensor, which the assistant
+    does not have, so users name it; common/speculative.cpp then gives the drafter context
+    LLAMA_CONTEXT_TYPE_MTP with ctx_other = the target (is_mem_shared: it reads the target's KV)."""
+    return "draft-mtp" if draft_model.endswith("-assistant") else "draft-simple"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +166,11 @@ def _child_main(job_path: str) -> int:
         d = p.speculative.draft
         d.mparams.path = job["draft_path"]
         d.n_gpu_layers = 0
-        p.speculative.types = [x.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
+        if cfg.n_draft:
+            d.n_max = cfg.n_draft
+        p.speculative.types = [x.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_MTP
+                               if spec_type(cfg.draft) == "draft-mtp"
+                               else x.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
     t0 = time.time()
     res = {"config": asdict(cfg)}
     try:
@@ -215,20 +231,26 @@ def measure_one(gguf: dict, cfg: ServerConfig, work: Path, draft: dict | None = 
     res = next((json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")), None)
     if res is None:
         res = {"ok": False, "error": f"child exited {proc.returncode} without a result"}
-    keep = [l for l in log.splitlines() if " D " not in l[:20] and "llama_model_loader: - kv" not in l
-            and "llama_model_loader: - type" not in l and not l.startswith(("print_info", " "))
-            and "print_info:" not in l]
-    parsed = parse_log(log)
+    keep = kept_log_lines(log, draft=bool(draft))
+    # the drafter loads after the target's context (common_speculative_init_result): its lines
+    # are parsed on their own, the target's without them
+    cut = log.find(DRAFT_LOAD_MARK)
+    parsed = parse_log(log if cut < 0 else log[:cut])
+    draft_parsed = parse_log(log[cut:]) if cut >= 0 else None
     rec = {
         "schema": SCHEMA,
         "model": gguf["model"], "weights": gguf["ftype"], "frontend": "server", "build": LLAMA_CPP_BUILD,
         # a no-alloc start sizes every buffer and logs it, then the server's first use of a buffer
         # that does not exist ends the child: the sizes are the measurement
-        "config": asdict(cfg), "ok": bool(parsed.compute_buffers) and (bool(res.get("ok")) or cfg.no_alloc),
+        "config": asdict(cfg),
+        "ok": (bool(parsed.compute_buffers) and (not draft or bool(draft_parsed and draft_parsed.compute_buffers))
+               and (bool(res.get("ok")) or cfg.no_alloc)),
         "refused": parsed.refused or res.get("error"),
         "file": {k: v for k, v in gguf.items() if k != "path"},
         "draft_file": {k: v for k, v in draft.items() if k != "path"} if draft else None,
         "parsed": {k: v for k, v in parsed.as_dict().items() if k not in ("meta", "info")},
+        "draft_parsed": ({k: v for k, v in draft_parsed.as_dict().items() if k not in ("meta", "info")}
+                         if draft_parsed else None),
         "memory_breakdown": _breakdown_lines(log),
         "residency_kib": {k: res[k] for k in ("smaps_after_load_kib", "smaps_after_prompt_kib") if k in res},
         "timing_s": {k: res[k] for k in ("load_s", "prompt_s") if k in res},
@@ -238,6 +260,27 @@ def measure_one(gguf: dict, cfg: ServerConfig, work: Path, draft: dict | None = 
         "log": "\n".join(keep),
     }
     return rec
+
+
+DRAFT_LOAD_MARK = "common_speculative_init_result: loading draft model"
+# a pair start's stored log: the lines the records are read from (buffers, caches, context
+# settings, the shared-layer lines, errors), to keep ~180 pair files small
+PAIR_LOG_KEYS = ("buffer size", "llama_kv_cache", "n_ctx", "n_seq_max", "n_ubatch", "n_batch", "flash_attn",
+                 "kv_unified", "n_outputs_max", "common_speculative", "spec ", "sched_reserve:", "load_model",
+                 "error", "failed", "GGML_ASSERT", "memory_breakdown")
+
+
+def kept_log_lines(log: str, draft: bool = False) -> list[str]:
+    """The log lines stored with a record: llama.cpp's INFO / WARN / ERROR lines without the
+    metadata dump, the tensor-type counts and print_info (in the parsed fields); for a pair start
+    only the lines its fields come from (PAIR_LOG_KEYS). A crash's debugger backtrace (lines
+    without llama.cpp's timestamp) is dropped."""
+    keep = [l for l in log.splitlines() if " D " not in l[:20] and "llama_model_loader: - kv" not in l
+            and "llama_model_loader: - type" not in l and not l.startswith(("print_info", " "))
+            and "print_info:" not in l]
+    if draft:
+        keep = [l for l in keep if l[:1].isdigit() and "." in l[:4] and any(k in l for k in PAIR_LOG_KEYS)]
+    return keep
 
 
 def _breakdown_lines(log: str) -> list[str]:
@@ -306,6 +349,66 @@ def run_sweep(models, out: Path, work: Path, weights: str = "q4_0", configs=None
     return n_ok, n_bad
 
 
+PAIRS = (("gemma-4-e2b", "gemma-4-e2b-assistant"), ("gemma-4-e4b", "gemma-4-e4b-assistant"),
+         ("gemma-4-12b", "gemma-4-12b-assistant"), ("gemma-4-26b-a4b", "gemma-4-26b-a4b-assistant"),
+         ("gemma-4-31b", "gemma-4-31b-assistant"))
+
+
+def pair_sweep(target: str) -> list[ServerConfig]:
+    """Target + drafter starts (sizes only, no-alloc): context x ubatch x flash attention x slots at
+    llama-server's default draft length, and a draft length of 8 at ubatch 512. The small targets
+    also get one real start (mmap, the default repack) for the weights buffers, which no-alloc logs
+    as 0."""
+    na = dict(no_alloc=True, mmap=False)
+    out = []
+    for ctx in (4096, 32768, 131072):
+        for ub in (512, 2048):
+            for fa in ("on", "off"):
+                for np_ in (1, 4):
+                    out.append(ServerConfig(n_ctx=ctx, n_ubatch=ub, flash_attn=fa, n_parallel=np_, **na))
+                    if ub == 512:
+                        out.append(ServerConfig(n_ctx=ctx, n_ubatch=ub, flash_attn=fa, n_parallel=np_, n_draft=8, **na))
+    if target == "gemma-4-e2b":
+        out.append(ServerConfig(n_ctx=4096, flash_attn="on"))
+    if target == "gemma-4-e4b":   # repack off keeps the process's anonymous memory small
+        out.append(ServerConfig(n_ctx=4096, flash_attn="on", repack=False))
+    return out
+
+
+def run_pairs(pairs, out: Path, work: Path, weights: str = "q4_0", configs=None) -> tuple[int, int]:
+    """Write each pair's sparse GGUFs, start llama-server with -md for every config, write the records."""
+    from dataclasses import replace
+
+    from planner.measurement.llamacpp_harness import read_tokenizer, write_gguf
+    from planner.model.resolve import load_profile
+
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    tok = read_tokenizer()
+    n_ok = n_bad = 0
+    for target, drafter in pairs:
+        g = write_gguf(load_profile(target), weights, work / f"{target}__{weights}.gguf", tok)
+        d = write_gguf(load_profile(drafter), weights, work / f"{drafter}__{weights}.gguf", tok)
+        for cfg in (configs or pair_sweep(target)):
+            cfg = replace(cfg, draft=drafter, draft_weights=weights)
+            dst = out / f"{target}__{weights}__{cfg.key()}.json"
+            if dst.exists():
+                continue
+            for _attempt in range(4):
+                rec = measure_one(g, cfg, work, draft=d)
+                if rec["ok"] or not cfg.no_alloc:
+                    break
+            write_record(rec, out)
+            n_ok += rec["ok"]
+            n_bad += not rec["ok"]
+            dp = rec["draft_parsed"] or {}
+            print(f"[server] {target}+{drafter} {cfg.key()}: ok={rec['ok']} "
+                  f"draft compute={[b['mib'] for b in dp.get('compute_buffers', [])]}", flush=True)
+        Path(g["path"]).unlink(missing_ok=True)
+        Path(d["path"]).unlink(missing_ok=True)
+    return n_ok, n_bad
+
+
 def run_server_measure(models=None, weights=None, out_dir=None, quick: bool = False) -> int:
     """`planner measure llama-cpp --frontend server`: the sweep (or --quick: E2B, a few settings) into
     --out (default: llama_cpp/server/ under the user data directory's measurements). Exit code."""
@@ -344,6 +447,12 @@ def write_record(rec: dict, out: Path) -> Path:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         sys.exit(_child_main(sys.argv[2]))
+    if len(sys.argv) >= 2 and sys.argv[1] == "--pairs":
+        want = sys.argv[2].split(",") if len(sys.argv) > 2 else [t for t, _d in PAIRS]
+        ok, bad = run_pairs([pr for pr in PAIRS if pr[0] in want], Path("measurements/llama_cpp/server"),
+                            Path(os.environ.get("PLANNER_GGUF_DIR", "/tmp/ls_gguf")))
+        print(f"[server] {ok} ok, {bad} failed")
+        sys.exit(0)
     if len(sys.argv) >= 2 and sys.argv[1] == "--sweep":
         ms = sys.argv[2].split(",") if len(sys.argv) > 2 else list(GEMMA4)
         ok, bad = run_sweep(ms, Path("measurements/llama_cpp/server"), Path(os.environ.get("PLANNER_GGUF_DIR", "/tmp/ls_gguf")))

@@ -139,7 +139,8 @@ def tensor_bytes_float(t: TensorSpec, dtype: str) -> int:
 
 def weight_bytes_by_tensor(tensors: list[TensorSpec], fmt: WeightFormat, *, arch: str, n_layer: int,
                            n_expert: int = 0) -> dict[str, tuple[int, str]]:
-    """tensor name -> (bytes, storage type)."""
+    """tensor name -> (bytes, storage type). A GGUF leaves out the inventory tensors its converter
+    drops (choose_tensor_types: the Gemma 4 assistants' masked embedding)."""
     out: dict[str, tuple[int, str]] = {}
     if fmt.family == "gguf":
         from planner.model.gguf_mix import choose_tensor_types, tensor_nbytes
@@ -151,7 +152,9 @@ def weight_bytes_by_tensor(tensors: list[TensorSpec], fmt: WeightFormat, *, arch
         except ValueError as e:
             raise PlannerInputError(f"--weights {fmt.name}: {e}") from None
         for t in text:
-            typ = types[t.name]
+            typ = types.get(t.name)
+            if typ is None:
+                continue        # not in the GGUF (choose_tensor_types: the assistants' masked embedding)
             out[t.name] = (tensor_nbytes(t, typ), typ)
         for t in tensors:
             if _is_encoder(t):

@@ -629,6 +629,11 @@ def choose_tensor_types(
     f = _norm_ftype(ftype)
     default_type = _FTYPE_DEFAULT[f]
     text = [t for t in tensors if t.role not in ENCODER_ROLES]
+    if arch == "gemma4-assistant":
+        # Gemma4AssistantModel.filter_tensors (convert_hf_to_gguf, conversion/gemma.py) drops the
+        # E2B/E4B assistants' masked_embedding.* (centroids, token ordering): not in the GGUF.
+        # Measured: the E4B assistant's CPU_Mapped buffer is the remaining tensors' bytes (b11549)
+        text = [t for t in text if not t.name.startswith("masked_embd")]
     # ml.weights_map order (weight_name_comparer): layer number (-1 for non-block tensors), then name
     ordered = sorted(text, key=lambda t: (_layer_of(t.name), t.name))
     cats = {t.name: _category(t.name) for t in ordered}

@@ -61,6 +61,8 @@ def _weight_bytes_by_role_uncached(spec: ModelSpec, fmt: WeightFormat, include_v
     by_role: dict[str, int] = {}
     types: dict[str, set[str]] = {}
     for t in tensors:
+        if t.name not in per_tensor:
+            continue            # not in the format's file (weight_bytes_by_tensor)
         b, typ = per_tensor[t.name]
         by_role[t.role] = by_role.get(t.role, 0) + b
         types.setdefault(t.role, set()).add(typ)

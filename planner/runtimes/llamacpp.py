@@ -37,13 +37,14 @@ has swa_full on; llama-cpp-python passes it through.
 """
 from __future__ import annotations
 
+from dataclasses import replace as dc_replace
 from functools import lru_cache
 
 from planner.errors import PlannerInputError
 from planner.model.formats import WeightFormat
 from planner.model.inventory import ROLE_COMPONENT
 from planner.model.kv import KV_TYPES, RUNTIME_KV_TYPES, LayerCache, get_kv_type
-from planner.model.memory import Cells, Term, ceil_to
+from planner.model.memory import NO_CELLS, Cells, Term, ceil_to
 from planner.model.spec import ModelSpec
 from planner.runtimes import placement
 from planner.runtimes.base import MemoryModel, loaded_weight_bytes
@@ -151,9 +152,22 @@ def drafter_terms(spec: ModelSpec, plan: Plan, fmt: WeightFormat, rp: ResolvedPl
     compute buffer and its KV cache as the build allocates it. A Gemma 4 `-assistant` (MTP) drafter
     keeps no cache of its own where the build shares the target's cells (SHARED_DRAFT_KV_BUILDS;
     older builds are refused, their drafter cache is not modelled); any other drafter (a smaller
-    model of the same vocabulary, --spec-type draft-simple) gets its own context of the target's size. The drafter's
-    compute buffer is its ubatch graph (_server_compute_term); not measured here: the harness's
-    synthetic assistant GGUF does not load yet (see the issue note)."""
+    model of the same vocabulary, --spec-type draft-simple) gets its own context of the target's
+    size, its cache in the drafter's own types (-ctkd / -ctvd, default f16) and its compute buffer
+    by the target rules (_server_compute_term; not measured). Gemma 4 assistants are measured:
+    every pair start in measurements/llama_cpp/server/*-draft_*.json (b11549, CPU backend).
+
+    What b11549 does (common/speculative.cpp common_speculative_init_result,
+    common_base_params_to_speculative): the drafter's context copies the target's n_ctx, n_batch,
+    n_ubatch, slots, kv_unified and flash attention, takes its own cache types (-ctkd/-ctvd,
+    default f16) and reserves n_outputs_max = n_parallel logits rows (not the target's
+    n_parallel x (1 + n_draft)). A Gemma 4 assistant runs as --spec-type draft-mtp
+    (LLAMA_CONTEXT_TYPE_MTP, ctx_other = the target): src/llama-model.cpp create_memory gives it a
+    llama_kv_cache_iswa whose every layer shares the target's last full / sliding layer
+    (`sharing with layer N`): it logs `llama_kv_cache: size = ...` for the shared tensors but no
+    `KV buffer size` line, and allocates nothing. Its compute buffer: _assistant_compute_terms. The
+    draft length (--spec-draft-n-max) changes only the target's n_outputs_max (measured: 3 and 8
+    give the same drafter buffers)."""
     from dataclasses import replace
 
     from planner.model.resolve import resolve_model
@@ -166,7 +180,10 @@ def drafter_terms(spec: ModelSpec, plan: Plan, fmt: WeightFormat, rp: ResolvedPl
         raise PlannerInputError(f"--draft {plan.draft} with llama.cpp {rp.build}: before PR #27781 the Gemma 4 "
                                 "assistant kept KV cells of its own, which the planner does not model; plan it "
                                 f"with the default build ({DEFAULT_BUILD})")
-    dplan = replace(plan, model=plan.draft, draft=None, n_outputs_max=None)
+    # common_base_params_to_speculative: the drafter's own cache types (params_spec.cache_type_k/v,
+    # default f16) and n_outputs_max = n_parallel (dplan's server rule without a draft)
+    dplan = replace(plan, model=plan.draft, draft=None, n_outputs_max=None, kv_type_k="f16",
+                    kv_type_v="f16")
     dmm = build(dspec, dplan, fmt)
     shared = dspec.arch == "gemma4_assistant" and rp.build in SHARED_DRAFT_KV_BUILDS
     out = []
@@ -181,9 +198,72 @@ def drafter_terms(spec: ModelSpec, plan: Plan, fmt: WeightFormat, rp: ResolvedPl
         for t in dmm.terms:
             if t.category == "kv":
                 out.append(replace(t, name=f"drafter {t.name}", detail=t.detail + "; the drafter's own context"))
-    comp = next(t for t in dmm.terms if t.name.startswith("compute buffer"))
-    out.append(replace(comp, name=f"drafter {comp.name}",
-                       detail=comp.detail + ("; its attention reads the target's KV cells (PR #27781)" if shared else "")))
+    if dspec.arch == "gemma4_assistant":
+        out += _assistant_compute_terms(dspec, dmm.resolved, spec, rp)
+    else:
+        comp = next(t for t in dmm.terms if t.name.startswith("compute buffer"))
+        out.append(replace(comp, name=f"drafter {comp.name}"))
+    out.append(Term(f"drafter output buffer ({dspec.name})", "compute", "host",
+                    const=dspec.vocab_size * plan.sequences * 4,
+                    detail="n_vocab x n_parallel x float32 (the drafter's n_outputs_max is n_parallel)"))
+    return out
+
+
+def _assistant_compute_terms(dspec: ModelSpec, rp: ResolvedPlan, target: ModelSpec,
+                             target_rp: ResolvedPlan) -> list[Term]:
+    """The Gemma 4 assistant's compute buffer (sched_reserve of src/models/gemma4-assistant.cpp's
+    graph, CPU backend), derived from the graph's tensors, f32 values per ubatch token:
+    - input phase: the target's hidden state inp_h (an input: live for the whole graph, backbone
+      width bb = embedding_length_out), the target's token embeddings gathered by get_rows and
+      scaled in place (bb), and their concat (2 x bb): 4 x bb;
+    - FFN phase: inp_h + gate, up and the GELU of the gate (build_ffn LLM_FFN_GELU, LLM_FFN_PAR):
+      bb + 3 x n_ff;
+    - attention phase: inp_h + the roped query and the attention output of the full-attention
+      layer (n_head x head_dim_full each): bb + 2 x q_full;
+    the buffer holds the largest of them plus the masks (inputs, live throughout: f16 with flash
+    attention, llama-graph.cpp build_attn_inp_kq_mask; f32 without) of its full-attention cells
+    and sliding cells, which are the target's: src/llama-kv-cache.cpp overrides a shared cache's
+    size with its source's (`kv_size = N overridden to M to match the shared source cache`), so
+    the sliding mask is the target's window x seqs + ubatch, at most the context per sequence (a
+    second term: the masks are live in every phase, the max of the phases leaves them out), plus the I32
+    token and position inputs (8 B per token). Without flash attention the full layer's f32 scores
+    (n_kv x ubatch x n_head) and the attention phase's rows are live together; the logits phase
+    (n_parallel rows) is smaller than the input phase on every assistant. No constant was read off
+    a measurement: the rows reproduce every flash-attention pair start to the MiB print (E2B,
+    E4B, 12B, 26B-A4B, 31B) and the score phase those of 12B, 26B-A4B and 31B; E2B at ubatch 2048
+    and E4B keep part of the query rows in the hole the input phase freed (ggml-alloc placement,
+    not simulated: the rule is an upper bound there, listed in tests/test_llamacpp_server.py)."""
+    n = rp.ubatch
+    bb = int(dspec.extra.get("backbone_hidden_size") or dspec.hidden_size)
+    full = [l for l in dspec.layers if not l.sliding] or list(dspec.layers)
+    q_full = max(l.n_heads * l.head_dim for l in full)
+    heads = max(l.n_heads for l in full)
+    n_ff = max((l.ffn_dim for l in dspec.layers), default=0)
+    act = 4 * max(4 * bb, bb + 3 * n_ff, bb + 2 * q_full) + 8
+    score_rows = 4 * (bb + 2 * q_full) + 8
+    mask = 2 if rp.flash_attn else 4
+    swa = [l for l in target.cache_layers if l.sliding] if any(l.sliding for l in dspec.layers) else []
+    # one stream's cells (a mask is n_kv x ubatch of one stream); the target's sliding cache's cap
+    # (window x seqs + ubatch) or the context, whichever is smaller
+    stream = _cells(target_rp, False, None)
+    mask_cells = Cells(pad=CTX_PAD, scale=stream.scale)
+    swa_cells = dc_replace(_cells(target_rp, True, swa[0].window), streams=1) if swa else NO_CELLS
+    logits = 4 * dspec.vocab_size * min(rp.n_outputs, n)
+    name = f"drafter compute buffer ({dspec.name}, ubatch {n})"
+    tail = ("its attention reads the target's KV cells (PR #27781); gemma4-assistant graph, CPU backend, "
+            f"llama.cpp {rp.build}")
+    if rp.flash_attn:
+        main = Term(name, "compute", "device", const=act * n, per_cell=mask * n, cells=mask_cells, floor=logits,
+                    detail=f"max(input, FFN, attention rows) + f16 full-attention mask (flash attention); {tail}")
+    else:
+        main = Term(name, "compute", "device", const=score_rows * n, per_cell=4 * n * (heads + 1), cells=mask_cells,
+                    floor=max(act * n, logits), floor_per_cell=mask * n,
+                    detail=f"f32 scores n_kv x {n} x {heads} heads + f32 mask (no flash attention); {tail}")
+    out = [main]
+    if swa:
+        out.append(Term(f"drafter compute buffer: sliding-window mask ({dspec.name})", "compute", "device",
+                        per_cell=mask * n, cells=swa_cells,
+                        detail=f"{'f16' if rp.flash_attn else 'f32'} mask, its sliding cells x ubatch {n}"))
     return out
 
 
@@ -561,7 +641,7 @@ def device_terms(mm: MemoryModel, device) -> tuple[Term, ...]:
             rep = cpu_repack_bytes(mm.spec, fmt, isa)
         except (ValueError, KeyError):
             rep = 0
-        return resident_terms(mm, rep, isa)
+        return resident_terms(mm, rep, isa) + _drafter_repack_terms(mm, fmt, isa)
     if backend != "cuda" or not mm.spec.tie_word_embeddings:
         return ()
     emb = next((t for t in mm.terms if t.name == ROLE_COMPONENT["token_embedding"]), None)
@@ -572,8 +652,42 @@ def device_terms(mm: MemoryModel, device) -> tuple[Term, ...]:
         out_gpu = placement.placement_of(mm.spec, mm.resolved.plan).output_gpu
         if out_gpu == placement.HOST:
             return ()       # the output layer stays on the CPU: the tied head is the mapped token_embd
-    return (Term("output head (tied: token_embd loaded again on the GPU)", "weights", "device",
-                 const=emb.const, detail="llama-model-loader TENSOR_DUPLICATED", gpu=out_gpu),)
+    out = [Term("output head (tied: token_embd loaded again on the GPU)", "weights", "device",
+                const=emb.const, detail="llama-model-loader TENSOR_DUPLICATED", gpu=out_gpu)]
+    demb = next((t for t in mm.terms if t.name.startswith("drafter token embedding")), None)
+    if demb is not None:
+        # src/models/gemma4-assistant.cpp load_arch_tensors: output = token_embd, TENSOR_DUPLICATED,
+        # on the drafter's output device (-ngld, default all layers)
+        out.append(Term(demb.name.replace("drafter token embedding", "drafter output head (tied: token_embd "
+                                          "loaded again on the GPU)"), "weights", "device", const=demb.const,
+                        detail="llama-model-loader TENSOR_DUPLICATED", gpu=out_gpu))
+    return tuple(out)
+
+
+def _drafter_repack_terms(mm: MemoryModel, fmt: str, isa: str) -> tuple[Term, ...]:
+    """A drafter's weights repack like the target's (measured: the E2B assistant's Q4_0 start logs
+    CPU_Mapped 57.30 + CPU_REPACK 5.41 MiB = cpu_model_buffers): CPU_REPACK on the host, the
+    repacked tensors' file pages out of the budget as for the target (resident_terms)."""
+    plan = mm.resolved.plan
+    if not plan.draft:
+        return ()
+    from planner.model.resolve import resolve_model
+
+    dspec = resolve_model(plan.draft)
+    try:
+        rep = cpu_repack_bytes(dspec, fmt, isa)
+    except (ValueError, KeyError):
+        return ()
+    if not rep:
+        return ()
+    out = [Term(f"drafter CPU_REPACK ({dspec.name})", "weights", "host", const=rep,
+                detail="its matmul weights copied into the CPU kernels' layout, as the target's"),
+           Term(f"drafter repacked tensors' file pages ({dspec.name})", "weights", "device", const=-rep, floor=-rep,
+                detail="counted once, as its CPU_REPACK")]
+    if plan.mmap:
+        out.append(Term(f"drafter repacked tensors' file pages, read once ({dspec.name})", "weights", "mapped",
+                        const=rep, detail="clean, reclaimable file pages"))
+    return tuple(out)
 
 
 def resident_terms(mm: MemoryModel, rep: int, isa: str) -> tuple[Term, ...]:

@@ -91,7 +91,7 @@ def _tensors(spec, fmt_name: str, vision: bool, audio: bool) -> tuple:
     tensors = model_tensors(spec, include_vision=vision, include_audio=audio)
     n_expert = max((l.n_experts for l in spec.layers), default=0)
     per = weight_bytes_by_tensor(tensors, get_format(fmt_name), arch=spec.arch, n_layer=spec.n_layers, n_expert=n_expert)
-    return tuple((t.name, t.role, int(per[t.name][0])) for t in tensors)
+    return tuple((t.name, t.role, int(per[t.name][0])) for t in tensors if t.name in per)
 
 
 def rank_weight_bytes(spec, fmt_name: str, vision: bool, audio: bool, tp: int, pp: int, stage: int) -> dict[str, int]:

@@ -211,7 +211,7 @@ def _tensor_bytes(spec, fmt_name: str) -> tuple[tuple[str, str, int], ...]:
     tensors = model_tensors(spec, include_vision=False, include_audio=False)
     n_expert = max((l.n_experts for l in spec.layers), default=0)
     per = weight_bytes_by_tensor(tensors, fmt, arch=spec.arch, n_layer=spec.n_layers, n_expert=n_expert)
-    return tuple((t.name, t.role, int(per[t.name][0])) for t in tensors)
+    return tuple((t.name, t.role, int(per[t.name][0])) for t in tensors if t.name in per)
 
 
 @lru_cache(maxsize=256)
