@@ -207,3 +207,14 @@ def test_fit_says_how_to_ask_what_to_change_and_that_answer_fits():
     assert plans and all(p["fits"] and p["context"] >= 32768 and p["model"] == "gemma-4-26b-a4b" for p in plans)
     r = _cli("fit", "-d", "8gb-gpu", "-m", "gemma-4-e2b", "-w", "q4_k_m", "-c", "32k")
     assert r.returncode == 0 and "next:" not in r.stdout
+
+
+def test_equal_weights_and_safety_rank_the_more_precise_kv_cache_first():
+    """Goal quality, 12B on a 12 GB GPU: every plan is BF16 weights with a KV type not measured for the
+    model, so the cache's bits per value decide: q8_0 8.5 (34 bytes / 32) > q5_1 6 (24 / 32) > q4_0 4.5
+    (18 / 32); f16 (16, always safe) first."""
+    plans = advise("12gb-gpu", ["gemma-4-12b"], goal="quality", limit=8)
+    kvs = [p.plan.kv_type_k for p in plans if p.plan.weights == plans[0].plan.weights]
+    bits = {"f16": 16, "q8_0": 8.5, "q5_1": 6, "q5_0": 5.5, "q4_1": 5, "q4_0": 4.5, "iq4_nl": 4.5}
+    assert len(kvs) >= 3 and kvs[0] == "f16"
+    assert [bits[k] for k in kvs] == sorted((bits[k] for k in kvs), reverse=True), kvs
