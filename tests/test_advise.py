@@ -188,3 +188,33 @@ def test_host_ram_is_a_32gb_desktop_unless_told():
     assert r.returncode == 0 and "BF16.gguf" in r.stdout and "host RAM is not checked" in r.stdout
     r = _cli("advise", "-d", "8gb-gpu", "-m", "gemma-4-26b-a4b", "--host-memory", "lots")
     assert r.returncode == 2 and "--host-memory" in r.stderr and "'none'" in r.stderr
+
+
+def test_fit_says_how_to_ask_what_to_change_and_that_answer_fits():
+    """A `fit` that answers NO ends with the `planner advise` command for the plans that did not fit;
+    run as printed, it finds plans that fit (26B-A4B Q4_K_M needs 17 GiB, an 8 GB GPU holds 7.5)."""
+    import shlex
+
+    r = _cli("fit", "-d", "8gb-gpu", "-m", "gemma-4-26b-a4b", "-m", "gemma-4-e2b", "-w", "q4_k_m", "-c", "32k")
+    assert r.returncode == 1
+    hints = [ln for ln in r.stdout.splitlines() if ln.startswith("next: ")]
+    assert len(hints) == 1 and "gemma-4-e2b" not in hints[0]          # E2B fits: not in the hint
+    cmd = shlex.split(hints[0].split(": ", 2)[2])
+    assert cmd[:2] == ["planner", "advise"] and "-c" in cmd and "32k" in cmd
+    r = _cli(*cmd[1:], "--json")
+    assert r.returncode == 0
+    plans = json.loads(r.stdout)["devices"]["8gb-gpu"]
+    assert plans and all(p["fits"] and p["context"] >= 32768 and p["model"] == "gemma-4-26b-a4b" for p in plans)
+    r = _cli("fit", "-d", "8gb-gpu", "-m", "gemma-4-e2b", "-w", "q4_k_m", "-c", "32k")
+    assert r.returncode == 0 and "next:" not in r.stdout
+
+
+def test_equal_weights_and_safety_rank_the_more_precise_kv_cache_first():
+    """Goal quality, 12B on a 12 GB GPU: every plan is BF16 weights with a KV type not measured for the
+    model, so the cache's bits per value decide: q8_0 8.5 (34 bytes / 32) > q5_1 6 (24 / 32) > q4_0 4.5
+    (18 / 32); f16 (16, always safe) first."""
+    plans = advise("12gb-gpu", ["gemma-4-12b"], goal="quality", limit=8)
+    kvs = [p.plan.kv_type_k for p in plans if p.plan.weights == plans[0].plan.weights]
+    bits = {"f16": 16, "q8_0": 8.5, "q5_1": 6, "q5_0": 5.5, "q4_1": 5, "q4_0": 4.5, "iq4_nl": 4.5}
+    assert len(kvs) >= 3 and kvs[0] == "f16"
+    assert [bits[k] for k in kvs] == sorted((bits[k] for k in kvs), reverse=True), kvs

@@ -280,3 +280,22 @@ def test_transformers_runs_compressed_tensors_decompressed(folders, capsys):
     stored_model = sum(c["bytes"] for c in r["components"] if c["category"] == "weights" and "decompressed" in c["detail"])
     assert stored_model == sum(b for _, b, _ in bf16.by_role()) + scales
     assert any("decompresses" in n for n in r["notes"])
+
+
+def test_bitsandbytes_folders_are_named_for_what_they_hold():
+    """An LLM.int8 or FP4 bitsandbytes folder is not called NF4 (it used to be 'checkpoint:nf4'); it is
+    planned by the runtimes that load bitsandbytes (the nf4 family: transformers, vLLM), not llama.cpp."""
+    from planner.model.checkpoint import QuantScheme, checkpoint_format_name, quant_scheme
+    from planner.model.formats import get_format
+    from planner.runtimes import allowed_format_families
+
+    int8 = quant_scheme({"quantization_config": {"quant_method": "bitsandbytes", "load_in_8bit": True}},
+                                    "config.json")
+    fp4 = quant_scheme({"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                                            "bnb_4bit_quant_type": "fp4"}}, "config.json")
+    nf4 = QuantScheme("bitsandbytes", 4, 64, "nf4 + double quant")
+    assert [checkpoint_format_name(q) for q in (int8, fp4, nf4)] == \
+        ["checkpoint:bnb-int8", "checkpoint:bnb-fp4", "checkpoint:nf4"]
+    for name in ("checkpoint:bnb-int8", "checkpoint:bnb-fp4"):
+        assert get_format(name).family == "nf4"
+        assert "nf4" in allowed_format_families("transformers") and "nf4" not in allowed_format_families("llama.cpp")

@@ -331,7 +331,10 @@ _FAMILY_OF_METHOD = {"none": "float", "awq": "awq", "gptq": "gptq", "compressed-
 
 def checkpoint_format_name(scheme: QuantScheme) -> str:
     """The weight-format name a plan uses for a folder's own tensors (planner/model/formats.py
-    get_format understands it): `checkpoint:<family>`, the family gating which runtimes load it."""
+    get_format understands it): `checkpoint:<family>`, the family gating which runtimes load it.
+    bitsandbytes says what it holds: LLM.int8 and FP4 folders are not NF4, though the same runtimes load them."""
+    if scheme.method == "bitsandbytes" and not scheme.detail.startswith("nf4"):
+        return "checkpoint:" + ("bnb-int8" if scheme.bits == 8 else "bnb-fp4")
     return "checkpoint:" + _FAMILY_OF_METHOD[scheme.method]
 
 

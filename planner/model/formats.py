@@ -105,14 +105,17 @@ def format_names() -> list[str]:
 # A model folder's own tensors: `checkpoint:<family>` (planner/model/checkpoint.py names it).
 CHECKPOINT_PREFIX = "checkpoint:"
 _CHECKPOINT_FAMILIES = ("float", "awq", "gptq", "ct", "fp8", "nf4", "mlx")
+_CHECKPOINT_ALIASES = {"bnb-int8": "nf4", "bnb-fp4": "nf4"}      # bitsandbytes' other modes: the nf4 family's runtimes
 
 
 def get_format(name: str) -> WeightFormat:
     key = name.strip().lower()
     if key in _OTHER:
         return _OTHER[key]
-    if key.startswith(CHECKPOINT_PREFIX) and key[len(CHECKPOINT_PREFIX):] in _CHECKPOINT_FAMILIES:
-        return WeightFormat(key, key[len(CHECKPOINT_PREFIX):], "the checkpoint's own tensors, read from its safetensors headers")
+    suffix = key[len(CHECKPOINT_PREFIX):] if key.startswith(CHECKPOINT_PREFIX) else None
+    if suffix in _CHECKPOINT_FAMILIES or suffix in _CHECKPOINT_ALIASES:
+        return WeightFormat(key, _CHECKPOINT_ALIASES.get(suffix, suffix),
+                            "the checkpoint's own tensors, read from its safetensors headers")
     if key == "sfp8":
         # gemma.cpp's switched floating point: no modelled runtime loads it (llama.cpp, vLLM,
         # transformers and MLX have no SFP type), so it is not planned

@@ -462,11 +462,14 @@ def _shortlist(cands: list[_Candidate], goal: str, k: int, dev) -> list[_Candida
         return _QUALITY.get(c.weights, len(_QUALITY))
 
     if goal == "speed":
-        key = lambda c: (-_bucket(1 / max(decode_time(c), 1e-12), 1.1), q(c), _KV_RANK.get(c.kv_state, 3))
+        key = lambda c: (-_bucket(1 / max(decode_time(c), 1e-12), 1.1), q(c), _KV_RANK.get(c.kv_state, 3),
+                         -_kv_bits(c.kv))
     elif goal == "quality":
-        key = lambda c: (q(c), _KV_RANK.get(c.kv_state, 3), -_bucket(c.ladder_context, 2), c.host_bytes)
+        key = lambda c: (q(c), _KV_RANK.get(c.kv_state, 3), -_kv_bits(c.kv), -_bucket(c.ladder_context, 2),
+                         c.host_bytes)
     else:
-        key = lambda c: (-_bucket(c.ladder_context, 2), q(c), _KV_RANK.get(c.kv_state, 3), c.host_bytes)
+        key = lambda c: (-_bucket(c.ladder_context, 2), q(c), _KV_RANK.get(c.kv_state, 3), -_kv_bits(c.kv),
+                         c.host_bytes)
     seen, out = set(), []
     for c in sorted(cands, key=key):
         ident = (c.model, c.runtime, c.weights, c.kv)
@@ -487,6 +490,14 @@ QUALITY_ORDER = ("bf16", "f16", "q8_0", "fp8", "mlx-8bit", "q6_k", "q5_k_m", "qa
 _QUALITY = {w: i for i, w in enumerate(QUALITY_ORDER)}
 
 
+def _kv_bits(kv_type: str | None) -> float:
+    """Bits per cached element (f16 16, q8_0 8.5, q5_1 6, q4_0 4.5): among KV types equally safe, the one
+    that keeps more of each K and V value is the better cache. None: the runtime's own (full precision)."""
+    from planner.model.kv import KV_TYPES
+
+    return KV_TYPES[kv_type].bits_per_element if kv_type in KV_TYPES else 16.0
+
+
 def _bucket(x: float, step: float) -> int:
     """Values within a factor `step` of each other tie on the goal; the next criteria decide."""
     import math
@@ -496,14 +507,17 @@ def _bucket(x: float, step: float) -> int:
 
 def _rank(plans: list[AdvisedPlan], goal: str) -> list[AdvisedPlan]:
     """Goal first (speed within 10%, context within a factor 2 tie), then weight quality, KV
-    safety, the other figure."""
+    safety, KV precision (bits per cached value), the other figure."""
     def q(p: AdvisedPlan) -> int:
         return _QUALITY.get(p.plan.weights, len(_QUALITY))
 
+    def kv(p: AdvisedPlan) -> float:
+        return min(_kv_bits(p.plan.kv_type_k), _kv_bits(p.plan.kv_type_v))
+
     if goal == "speed":
-        key = lambda p: (-_bucket(p.decode_tps, 1.1), q(p), _KV_RANK.get(p.kv_verdict, 3), -p.max_context)
+        key = lambda p: (-_bucket(p.decode_tps, 1.1), q(p), _KV_RANK.get(p.kv_verdict, 3), -kv(p), -p.max_context)
     elif goal == "quality":
-        key = lambda p: (q(p), _KV_RANK.get(p.kv_verdict, 3), -_bucket(p.max_context, 2), -p.decode_tps)
+        key = lambda p: (q(p), _KV_RANK.get(p.kv_verdict, 3), -kv(p), -_bucket(p.max_context, 2), -p.decode_tps)
     else:
-        key = lambda p: (-_bucket(p.max_context, 2), q(p), _KV_RANK.get(p.kv_verdict, 3), -p.decode_tps)
+        key = lambda p: (-_bucket(p.max_context, 2), q(p), _KV_RANK.get(p.kv_verdict, 3), -kv(p), -p.decode_tps)
     return sorted(plans, key=key)

@@ -400,8 +400,31 @@ def fit(device, model, weights, kv_type, kv_type_k, kv_type_v, context, sequence
         if companion:
             print("LiteRT-LM on the same phone (Google's runtime there; not part of the exit status):")
             _print_fit_table(companion, {}, margin_b)
+        if explicit:
+            for line in _advise_hints(results, context, sequences, runtime):
+                print(line)
     if explicit and not all(r.fits for r in results):
         sys.exit(1)
+
+
+def _advise_hints(results, context, sequences, runtime) -> list[str]:
+    """For each device where a catalogue model did not fit, the `planner advise` command that searches
+    what to change (format, KV type, offload, GPUs, runtime). Printed, not run: the search imports numpy,
+    which the fit path never does."""
+    from planner.readers.catalogue import model_names
+
+    known, by_device = set(model_names()), {}
+    for r in results:
+        if not r.fits and r.model.spec.name in known:
+            dev = r.device.name if r.plan.gpus == 1 else f"'{r.plan.gpus}x {r.device.name}'"
+            by_device.setdefault(dev, []).append(r.model.spec.name)
+    lines = []
+    for dev, names in by_device.items():
+        cmd = f"planner advise -d {dev}" + "".join(f" -m {m}" for m in dict.fromkeys(names))
+        cmd += (f" -c {context}" if context else "") + (f" -s {sequences}" if sequences and sequences > 1 else "")
+        cmd += f" -r {runtime}" if runtime and runtime.strip().lower() in ("llama.cpp", "vllm", "mlx") else ""
+        lines.append(f"next: what to change so it fits: {cmd}")
+    return lines
 
 
 def _runtime_label(r) -> str:
