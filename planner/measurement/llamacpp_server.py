@@ -409,6 +409,40 @@ def run_pairs(pairs, out: Path, work: Path, weights: str = "q4_0", configs=None)
     return n_ok, n_bad
 
 
+WEIGHTS_ONLY_NOTE = ("weights-only start: the drafter beside the E2B target (not its own), for its load_tensors "
+                     "buffers; b11549 then stops at the MTP row-width check (common/speculative.cpp "
+                     "common_speculative_impl_draft_mtp: n_embd_out of drafter and target must match) or in the "
+                     "drafter's graph reserve, so its compute buffer is not this record's")
+
+
+def run_drafter_weights(drafters, out: Path, work: Path, weights: str = "q4_0") -> int:
+    """Real (mmap) starts of large targets' assistants beside the small E2B target: the drafter's
+    load_tensors buffers without mapping a 17 GB target (its page cache). The start then fails
+    (the assistant's row width is not E2B's); the record keeps the drafter's buffers and a note."""
+    from planner.measurement.llamacpp_harness import read_tokenizer, write_gguf
+    from planner.model.resolve import load_profile
+
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    tok = read_tokenizer()
+    g = write_gguf(load_profile("gemma-4-e2b"), weights, work / f"gemma-4-e2b__{weights}.gguf", tok)
+    n = 0
+    for d in drafters:
+        dg = write_gguf(load_profile(d), weights, work / f"{d}__{weights}.gguf", tok)
+        cfg = ServerConfig(n_ctx=4096, flash_attn="on", draft=d, draft_weights=weights)
+        for _attempt in range(3):      # the failing child may lose its last log lines
+            rec = measure_one(g, cfg, work, draft=dg)
+            if rec["draft_parsed"] and rec["draft_parsed"]["model_buffers"]:
+                break
+        rec["note"] = WEIGHTS_ONLY_NOTE
+        write_record(rec, out)
+        n += bool(rec["draft_parsed"] and rec["draft_parsed"]["model_buffers"])
+        print(f"[server] {d} weights: {rec['draft_parsed'] and rec['draft_parsed']['model_buffers']}", flush=True)
+        Path(dg["path"]).unlink(missing_ok=True)
+    Path(g["path"]).unlink(missing_ok=True)
+    return n
+
+
 def run_server_measure(models=None, weights=None, out_dir=None, quick: bool = False) -> int:
     """`planner measure llama-cpp --frontend server`: the sweep (or --quick: E2B, a few settings) into
     --out (default: llama_cpp/server/ under the user data directory's measurements). Exit code."""
@@ -447,6 +481,13 @@ def write_record(rec: dict, out: Path) -> Path:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         sys.exit(_child_main(sys.argv[2]))
+    if len(sys.argv) >= 2 and sys.argv[1] == "--drafter-weights":
+        ds = sys.argv[2].split(",") if len(sys.argv) > 2 else [
+            "gemma-4-12b-assistant", "gemma-4-26b-a4b-assistant", "gemma-4-31b-assistant"]
+        n = run_drafter_weights(ds, Path("measurements/llama_cpp/server"),
+                                Path(os.environ.get("PLANNER_GGUF_DIR", "/tmp/ls_gguf")))
+        print(f"[server] {n} of {len(ds)} drafters' weights measured")
+        sys.exit(0)
     if len(sys.argv) >= 2 and sys.argv[1] == "--pairs":
         want = sys.argv[2].split(",") if len(sys.argv) > 2 else [t for t, _d in PAIRS]
         ok, bad = run_pairs([pr for pr in PAIRS if pr[0] in want], Path("measurements/llama_cpp/server"),
