@@ -142,9 +142,10 @@ def kv_bytes(spec, kv: str, ubatch: int, ctx: np.ndarray, mask: np.ndarray) -> n
     return out
 
 
-def compute_bytes(spec, ubatch: int, ctx: np.ndarray) -> np.ndarray:
-    """(C,) the GPU compute buffer (with the logits) at each context."""
-    mm = build_memory_model(_plan(spec, SHARED_FORMAT, "f16", ubatch))
+def compute_bytes(spec, ubatch: int, ctx: np.ndarray, kv: str = "f16") -> np.ndarray:
+    """(C,) the GPU compute buffer (with the logits) at each context. It depends on the cache type
+    (llama-server's replayed graph rotates a quantized cache), not on the weight format."""
+    mm = build_memory_model(_plan(spec, SHARED_FORMAT, kv, ubatch))
     out = np.zeros(ctx.shape[0], dtype=np.int64)
     for t in mm.terms:
         if t.category == "compute" and t.place == "device":
@@ -179,7 +180,8 @@ class PlacementGrid:
             self._w[(fmt, off)] = weight_bytes(self.spec, fmt, self.device, self.pl, self.mask, ubatch)
         if (kv, ubatch) not in self._kv:
             self._kv[(kv, ubatch)] = kv_bytes(self.spec, kv, ubatch, self.ctx, self.mask)
-        if ubatch not in self._c:
-            self._c[ubatch] = np.where(self.out_on_gpu[:, None], compute_bytes(self.spec, ubatch, self.ctx)[None, :], 0)
+        if (kv, ubatch) not in self._c:
+            self._c[(kv, ubatch)] = np.where(self.out_on_gpu[:, None],
+                                             compute_bytes(self.spec, ubatch, self.ctx, kv)[None, :], 0)
         w_gpu, w_host = self._w[(fmt, off)]
-        return w_gpu[:, None] + self._kv[(kv, ubatch)] + self._c[ubatch], w_host
+        return w_gpu[:, None] + self._kv[(kv, ubatch)] + self._c[(kv, ubatch)], w_host

@@ -172,10 +172,10 @@ def reconcile(log, model: str | None = None) -> dict:
                         "" if ok else "embeddings or backend sampling add to the logits buffer"))
 
     # compute buffers
-    comp = next((t for t in mm.terms if t.name.startswith("compute buffer")), None)
-    if log.compute_buffers and comp is not None:
+    comp = [t for t in mm.terms if t.name.startswith("compute buffer")]    # a replayed buffer: several Terms
+    if log.compute_buffers and comp:
         logged = sum(b.mib for b in log.compute_buffers)
-        pc = comp.bytes_at(ctx) / MIB
+        pc = sum(t.bytes_at(ctx) for t in comp) / MIB
         cpu = all(b.name.startswith("CPU") for b in log.compute_buffers)
         ok = abs(pc - logged) <= COMPUTE_TOL * logged if cpu else abs(pc - logged) <= 0.15 * logged
         names = ", ".join(b.name for b in log.compute_buffers)
@@ -201,7 +201,7 @@ def reconcile(log, model: str | None = None) -> dict:
         elif what == "model weights":
             p = sum(t.bytes_at(ctx) for t in mm.terms if t.category == "weights") / MIB
         else:
-            p = comp.bytes_at(ctx) / MIB if comp else None
+            p = sum(t.bytes_at(ctx) for t in comp) / MIB if comp else None
         tol = OLLAMA_TOL if what != "compute graph" else 0.15
         ok = p is not None and abs(p - logged) <= tol * max(logged, 1)
         cause = "" if ok else ("Ollama's defaults differ: check OLLAMA_NUM_PARALLEL (slots multiply the context) "

@@ -21,7 +21,8 @@ from planner.resources import profiles_dir
 
 # The code whose results the table stores: a change to any of these files invalidates it.
 CODE_FILES = ("model/formats.py", "model/gguf_mix.py", "model/inventory.py", "model/encoders.py", "model/spec.py",
-              "model/tensors.py", "runtimes/llamacpp.py", "runtimes/placement.py", "runtimes/artifact.py")
+              "model/tensors.py", "runtimes/llamacpp.py", "runtimes/placement.py", "runtimes/artifact.py",
+              "runtimes/ggml_alloc.py")
 
 
 def cache_path() -> Path:
@@ -78,5 +79,41 @@ def lookup(spec, fmt_name: str, vision: bool, audio: bool, layers: bool = False)
     return entry
 
 
+def server_compute_path() -> Path:
+    """llama-server's Gemma 4 target compute buffers, ggml-alloc replayed (planner/runtimes/ggml_alloc.py)
+    and stored as closed forms per (profile, ubatch, outputs, flash attention, cache rotation,
+    sliding cap): the replay is never run on the `fit` path."""
+    return profiles_dir() / "derived" / "server_compute.json"
+
+
+@lru_cache(maxsize=1)
+def _server_table() -> dict:
+    try:
+        data = json.loads(server_compute_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    if data.get("code_hash") != code_hash():
+        return {}
+    return data.get("entries", {})
+
+
+def server_compute_lookup(spec, key: str) -> list | None:
+    """The stored closed form of a catalogue target's replayed compute buffer, or None (not a
+    catalogue profile, a setting not in the table, or stale)."""
+    src = spec.source
+    if not src or not src.endswith(".yaml"):
+        return None
+    entry = _server_table().get(spec.name)
+    if not entry or key not in entry["keys"]:
+        return None
+    try:
+        if entry["profile_hash"] != profile_hash(src):
+            return None
+    except OSError:
+        return None
+    return entry["keys"][key]
+
+
 def clear() -> None:
     _table.cache_clear()
+    _server_table.cache_clear()

@@ -383,3 +383,30 @@ def gemma4_target_graph(*, hidden: int, vocab: int, ple_dim: int,
     logits = op(f32 * vocab * n_outputs, op(f32 * vocab * n_outputs, logits, inplace=True), inplace=True)
     op(f32 * vocab * n_outputs, logits, inplace=True, output=True)    # final logit softcapping: scale, tanh, scale
     return leafs, nodes
+
+
+def piecewise(replay, cap: int, pad: int) -> tuple[int, list[tuple[int, int, int]], tuple[int, int]]:
+    """A replay over the cells of one stream as a closed form (an evaluation, not a fit): from some
+    k0 on the buffer is one line (the full-attention masks and scores grow with the cells), read off
+    at two large cell counts; k0 is the first `pad`-cell point at or above the sliding cap where
+    the replay is on that line. Below k0 the sliding cells grow too and the allocator's holes make
+    the replay irregular: there it is followed from point to point (a context is padded to `pad`
+    cells, so that is every context), one run per stretch of equal steps.
+    Returns (the buffer at `pad` cells, [(start, cells, step per cell)] runs, (k0, slope))."""
+    k1 = max(64 * max(cap, pad), 1 << 16)
+    k2 = 2 * k1
+    slope = (replay(k2) - replay(k1)) // (k2 - k1)
+    k0 = max(cap, pad)
+    while replay(k0) != replay(k1) + slope * (k0 - k1) and k0 < k1:
+        k0 += pad
+    runs = []
+    c = pad
+    while c < k0:
+        step = (replay(c + pad) - replay(c)) // pad
+        run = pad
+        while c + run < k0 and (replay(c + run + pad) - replay(c + run)) // pad == step:
+            run += pad
+        if step:
+            runs.append((c, run, step))
+        c += run
+    return replay(pad), runs, (k0, slope)

@@ -48,6 +48,7 @@ from planner.model.memory import NO_CELLS, Cells, Term, ceil_to
 from planner.model.spec import ModelSpec
 from planner.runtimes import placement
 from planner.runtimes.base import MemoryModel, loaded_weight_bytes
+from planner.runtimes.ggml_alloc import QUANTIZED_KV
 from planner.runtimes.request import Plan, ResolvedPlan
 
 NAME = "llama.cpp"
@@ -201,8 +202,7 @@ def drafter_terms(spec: ModelSpec, plan: Plan, fmt: WeightFormat, rp: ResolvedPl
     if dspec.arch == "gemma4_assistant":
         out += _assistant_compute_terms(dspec, dmm.resolved, spec, rp)
     else:
-        comp = next(t for t in dmm.terms if t.name.startswith("compute buffer"))
-        out.append(replace(comp, name=f"drafter {comp.name}"))
+        out += [replace(t, name=f"drafter {t.name}") for t in dmm.terms if t.name.startswith("compute buffer")]
     out.append(Term(f"drafter output buffer ({dspec.name})", "compute", "host",
                     const=dspec.vocab_size * plan.sequences * 4,
                     detail="n_vocab x n_parallel x float32 (the drafter's n_outputs_max is n_parallel)"))
@@ -230,7 +230,7 @@ def _assistant_compute_terms(dspec: ModelSpec, rp: ResolvedPlan, target: ModelSp
     the Terms follow the replay from 256-cell point to 256-cell point (a context is padded to 256
     cells, so that is every context), one Term per run of equal steps. The Terms share one name:
     the breakdown shows them as one row."""
-    from planner.runtimes.ggml_alloc import buffer_bytes, gemma4_assistant_graph
+    from planner.runtimes.ggml_alloc import buffer_bytes, gemma4_assistant_graph, piecewise
 
     n = rp.ubatch
     swa_t = [l for l in target.cache_layers if l.sliding] if any(l.sliding for l in dspec.layers) else []
@@ -252,26 +252,20 @@ def _assistant_compute_terms(dspec: ModelSpec, rp: ResolvedPlan, target: ModelSp
     detail = ("ggml-alloc replayed on the gemma4-assistant graph (" + (
         "f16 masks, flash attention" if rp.flash_attn else f"f32 scores n_kv x {n} x {layers[-1][1]} heads + f32 masks")
         + f"); its attention reads the target's KV cells (PR #27781); CPU backend, llama.cpp {rp.build}")
-    k1 = max(64 * max(cap, CTX_PAD), 1 << 16)
-    k2 = 2 * k1
-    slope = (replay(k2) - replay(k1)) // (k2 - k1)
-    line = lambda c: replay(k1) + slope * (c - k1)  # noqa: E731
-    k0 = max(cap, CTX_PAD)
-    while replay(k0) != line(k0) and k0 < k1:
-        k0 += CTX_PAD
-    out = [Term(name, "compute", "device", const=replay(CTX_PAD), detail=detail)]
-    c = CTX_PAD
-    while c < k0:                              # runs of equal 256-cell steps up to k0
-        step = (replay(c + CTX_PAD) - replay(c)) // CTX_PAD
-        run = CTX_PAD
-        while c + run < k0 and (replay(c + run + CTX_PAD) - replay(c + run)) // CTX_PAD == step:
-            run += CTX_PAD
-        if step:
-            out.append(Term(name, "compute", "device", per_cell=step, floor=min(0, step * run),
-                            cells=Cells(pad=CTX_PAD, scale=stream.scale, add=-c, cap=run), detail=detail))
-        c += run
-    out.append(Term(name, "compute", "device", per_cell=slope,
-                    cells=Cells(pad=CTX_PAD, scale=stream.scale, add=-k0), detail=detail))
+    return segment_terms(piecewise(replay, cap, CTX_PAD), stream.scale, name, detail)
+
+
+def segment_terms(segments, scale: int, name: str, detail: str) -> list[Term]:
+    """Terms of a replay's closed form (ggml_alloc.piecewise: the buffer at 256 cells, runs of
+    equal 256-cell steps, then one line from k0), over the cells of one stream (`scale`: the
+    sequences of a unified cache). They share one name: the breakdown shows them as one row."""
+    base, runs, (k0, slope) = segments
+    out = [Term(name, "compute", "device", const=base, detail=detail)]
+    for c, run, step in runs:
+        out.append(Term(name, "compute", "device", per_cell=step, floor=min(0, step * run),
+                        cells=Cells(pad=CTX_PAD, scale=scale, add=-c, cap=run), detail=detail))
+    out.append(Term(name, "compute", "device", per_cell=slope, cells=Cells(pad=CTX_PAD, scale=scale, add=-k0),
+                    detail=detail))
     return out
 
 
@@ -354,9 +348,9 @@ def build(spec: ModelSpec, plan: Plan, fmt: WeightFormat) -> MemoryModel:
                           cells=cells, detail=detail, gpu=max(gpu, 0)))
 
     if pl is None:
-        terms.append(compute_term(spec, rp))
+        terms += compute_terms(spec, rp)
     else:
-        terms += placement.compute_terms(spec, rp, pl, fmt.name, compute_term)
+        terms += placement.compute_terms(spec, rp, pl, fmt.name, compute_terms)
     terms.append(Term("output buffer (logits)", "compute", "host",
                       const=spec.vocab_size * plan.sequences * 4, detail="n_vocab x n_seq x float32"))
     if plan.draft:
@@ -401,7 +395,11 @@ def _carry_per_token(spec: ModelSpec) -> float:
 
 
 # Compute buffer with n_outputs_max below the ubatch (llama-server since PR #23861, measured on
-# b11549's CPU backend, measurements/llama_cpp/server): the logits phase shrinks to n_outputs rows
+# b11549's CPU backend, measurements/llama_cpp/server). For a catalogue Gemma 4 target in a setting
+# of the precomputed table the buffer is ggml-alloc replayed on its graph (replayed_compute_terms:
+# exact on every committed start); the rule below is kept where the replay does not reach (a
+# profile outside the catalogue, Gemma 3/3n and other architectures, a ubatch / output count /
+# sliding cap outside REPLAY_*, layer placement across devices). The rule: the logits phase shrinks to n_outputs rows
 # and the buffer becomes the layers' own high-water mark, which the sweep shows to be, exactly in
 # its structure (175 of the 180 loads within 2 %, the others listed in tests/test_llamacpp_server.py):
 # - flash attention: ACT x ubatch + the f16 masks of the full-attention layers (n_kv x ubatch) and
@@ -483,6 +481,95 @@ def server_activation(spec: ModelSpec) -> tuple[int, int, bool]:
             4 * score_phase_rows(spec) + INPUT_BYTES_PER_TOKEN, False)
 
 
+# Settings whose Gemma 4 target compute buffer is precomputed (profiles/derived/server_compute.json,
+# written by `python -m planner.runtimes.weights_table_build`): llama-server's ubatch sizes, the
+# output rows of 1/2/4/8 slots without a drafter and of 1/4 slots with n_draft 3/8, flash attention
+# on/off, f16 or quantized (rotated) K and V, the sliding cap of 1 to 4 sequences or --swa-full.
+REPLAY_UBATCH = (256, 512, 1024, 2048)
+REPLAY_OUTPUTS = (1, 2, 4, 8, 9, 16, 36)
+REPLAY_SWA_SEQS = (1, 2, 4)
+REPLAY_ARCHS = ("gemma4", "gemma4_unified")
+
+
+def replay_key(ubatch: int, n_outputs: int, flash_attn: bool, rot_k: bool, rot_v: bool, cap: int | None) -> str:
+    return f"ub{ubatch}|out{n_outputs}|fa{int(flash_attn)}|rot{int(rot_k)}{int(rot_v)}|swa{cap if cap else 'full'}"
+
+
+def replay_keys(spec: ModelSpec) -> list[str]:
+    """Every setting the table holds for a Gemma 4 target (llama-server refuses a quantized V
+    cache without flash attention: those are left out)."""
+    window = next(l.window for l in spec.layers if l.sliding)
+    keys = []
+    for ub in REPLAY_UBATCH:
+        caps = [ceil_to(window * s + ub, CTX_PAD) for s in REPLAY_SWA_SEQS] + [None]
+        for out in REPLAY_OUTPUTS:
+            for fa in (True, False):
+                for rk, rv in ((False, False), (True, False), (False, True), (True, True)):
+                    if rv and not fa:
+                        continue
+                    keys += [replay_key(ub, out, fa, rk, rv, cap) for cap in caps]
+    return keys
+
+
+def replay_segments(spec: ModelSpec, key: str):
+    """ggml-alloc replayed on the Gemma 4 target graph for one setting (ggml_alloc.gemma4_target_graph),
+    as its closed form over the cells of one stream (ggml_alloc.piecewise). Used to build the table
+    and by the tests; not on the `fit` path."""
+    from planner.runtimes.ggml_alloc import buffer_bytes, gemma4_target_graph, piecewise
+
+    ub, out, fa, rot, swa = key.split("|")
+    n, n_out, flash = int(ub[2:]), int(out[3:]), fa == "fa1"
+    rot_k, rot_v = rot[3] == "1", rot[4] == "1"
+    cap = 0 if swa == "swafull" else int(swa[3:])
+    layers = [(l.sliding, l.n_heads, l.n_kv_heads, l.head_dim, l.k_eq_v, l.kv_source is not None, l.ffn_dim,
+               l.n_experts, l.n_experts_used, l.expert_ffn_dim) for l in spec.layers]
+
+    @lru_cache(maxsize=None)
+    def replay(n_kv: int) -> int:
+        return buffer_bytes(*gemma4_target_graph(
+            hidden=spec.hidden_size, vocab=spec.vocab_size, ple_dim=spec.ple_dim, layers=layers, n_tokens=n,
+            n_outputs=n_out, n_kv=n_kv, n_kv_swa=min(n_kv, cap) if cap else n_kv, flash_attn=flash,
+            rot_k=rot_k, rot_v=rot_v))
+
+    base, runs, line = piecewise(replay, cap, CTX_PAD)
+    return [base, [list(r) for r in runs], list(line)]
+
+
+def replayed_compute_terms(spec: ModelSpec, rp: ResolvedPlan) -> list[Term] | None:
+    """llama-server's compute buffer of a catalogue Gemma 4 target: ggml-alloc replayed on its graph
+    (planner/runtimes/ggml_alloc.py gemma4_target_graph: src/models/gemma4.cpp, llama-graph.cpp,
+    ggml-alloc.c), which reproduces all 371 target starts in measurements/llama_cpp/server (180
+    target starts and the targets of 185 pair files, b11549, CPU backend: E2B, E4B, 12B, 26B-A4B,
+    31B; f16/bf16/q8_0/q4_0 caches, flash attention on/off, 1 or 4 slots, unified, --swa-full,
+    1 to 36 output rows) to the log's 0.01 MiB, including the regimes the measured rows missed
+    (quantized caches: the Hadamard rotations of q/k/v and of the attention output; 1024-cell
+    layer phases). Read from the precomputed table (closed forms, ggml_alloc.piecewise), so the
+    `fit` path never runs it; None where the table does not reach (a profile outside the catalogue,
+    another architecture, a ubatch / output count / sliding cap not in REPLAY_*): the caller then
+    uses the measured-row rule (_server_compute_term)."""
+    if spec.arch not in REPLAY_ARCHS or not (rp.n_outputs and rp.n_outputs < rp.ubatch):
+        return None
+    from planner.readers.weights_table import server_compute_lookup
+
+    swa = [l for l in spec.cache_layers if l.sliding]
+    if not swa:
+        return None
+    cap = None if rp.plan.swa_full else _cells(rp, True, swa[0].window).cap
+    out = min(rp.n_outputs, rp.ubatch)
+    rot_k, rot_v = rp.kv_type_k in QUANTIZED_KV, rp.kv_type_v in QUANTIZED_KV
+    segs = server_compute_lookup(spec, replay_key(rp.ubatch, out, rp.flash_attn, rot_k, rot_v, cap))
+    if segs is None:
+        return None
+    n = rp.ubatch
+    name = f"compute buffer (ubatch {n})"
+    detail = (f"ggml-alloc replayed on the {spec.arch} graph (" + ("f16 masks, flash attention" if rp.flash_attn else
+              "f32 scores + f32 masks, no flash attention") + (", rotated quantized cache" if rot_k or rot_v else "")
+              + f"); n_outputs_max {rp.n_outputs} ({rp.frontend}, llama.cpp {rp.build}); CPU backend graph; "
+              "CUDA/Vulkan/Metal split it differently (see planner explain)")
+    base, runs, line = segs
+    return segment_terms((base, [tuple(r) for r in runs], tuple(line)), _cells(rp, False, None).scale, name, detail)
+
+
 def _server_compute_term(spec: ModelSpec, rp: ResolvedPlan, logits: bool) -> Term:
     n = rp.ubatch
     act, carry, measured = server_activation(spec)
@@ -529,6 +616,12 @@ def _final_rows(spec: ModelSpec) -> int:
     if moe and spec.arch in ACT_ROWS:
         rows += max(l.ffn_dim for l in moe)
     return rows
+
+
+def compute_terms(spec: ModelSpec, rp: ResolvedPlan, logits: bool = True) -> list[Term]:
+    """The compute buffer as Terms: the replayed graph where the table holds it (with the logits
+    phase: the backend that runs the output layer), else compute_term's rule."""
+    return (replayed_compute_terms(spec, rp) if logits else None) or [compute_term(spec, rp, logits)]
 
 
 def compute_term(spec: ModelSpec, rp: ResolvedPlan, logits: bool = True) -> Term:

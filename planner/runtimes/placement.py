@@ -342,14 +342,15 @@ def split_weight_terms(spec, fmt_name: str, pl: Placement, terms: list[Term], ro
 def compute_terms(spec, rp, pl: Placement, fmt_name: str, compute_term) -> list[Term]:
     """One compute buffer per backend that runs part of the graph (module docstring).
     `compute_term(spec, rp, logits=...)` is llama.cpp's worst-case ubatch graph, with or without
-    the logits phase."""
+    the logits phase, as a list of Terms (a replayed buffer is several)."""
     out: list[Term] = []
     backends = sorted(set(pl.layer_gpu) | {pl.output_gpu}, key=lambda g: (g == HOST, g))
     for g in backends:
-        t = compute_term(spec, rp, logits=(g == pl.output_gpu))
         label = gpu_label(g, pl.n_gpus)
-        out.append(replace(t, name=f"{t.name} on the {label}", place="host" if g == HOST else "device",
-                           gpu=max(g, 0), detail=t.detail + ("" if g == pl.output_gpu else "; no logits (output layer elsewhere)")))
+        for t in compute_term(spec, rp, logits=(g == pl.output_gpu)):
+            out.append(replace(t, name=f"{t.name} on the {label}", place="host" if g == HOST else "device",
+                               gpu=max(g, 0),
+                               detail=t.detail + ("" if g == pl.output_gpu else "; no logits (output layer elsewhere)")))
     host_w = largest_host_tensor(spec, fmt_name, pl) if (HOST in backends or pl.n_cpu_moe or pl.overrides) else 0
     if host_w and rp.ubatch >= OP_OFFLOAD_MIN_BATCH:
         g = next((g for g in backends if g != HOST), 0)

@@ -16,6 +16,7 @@ from planner.readers.catalogue import catalogue_files
 from planner.readers.weights_table import (
     cache_path,
     layers_path,
+    server_compute_path,
     clear,
     code_hash,
     profile_hash,
@@ -58,6 +59,21 @@ def compute_entry(spec, fmt, vision: bool, audio: bool) -> dict:
     return entry
 
 
+def server_compute_entries() -> dict:
+    """llama-server's Gemma 4 target compute buffers, ggml-alloc replayed for every setting of
+    llamacpp.replay_keys, as closed forms (llamacpp.replay_segments)."""
+    from planner.runtimes.llamacpp import REPLAY_ARCHS, replay_keys, replay_segments
+
+    out = {}
+    for name, file in catalogue_files().items():
+        spec = load_profile(name)
+        if spec.arch not in REPLAY_ARCHS:
+            continue
+        out[name] = {"profile_hash": profile_hash(str(file)),
+                     "keys": {k: replay_segments(spec, k) for k in replay_keys(spec)}}
+    return out
+
+
 def rebuild(path: Path | None = None) -> int:
     entries, layer_entries = {}, {}
     for name, file in catalogue_files().items():
@@ -81,6 +97,7 @@ def rebuild(path: Path | None = None) -> int:
     out = path or cache_path()
     _write_json(out, {"code_hash": code_hash(), "entries": entries})
     _write_json(out.parent / layers_path().name, {"code_hash": code_hash(), "entries": layer_entries})
+    _write_json(out.parent / server_compute_path().name, {"code_hash": code_hash(), "entries": server_compute_entries()})
     parsed = {name: {"hash": profile_hash(str(file)), "data": load_yaml(file, "model profile")}
               for name, file in catalogue_files().items()}
     _write_json(out.parent / "profiles.json", parsed)
