@@ -11,10 +11,12 @@ node a parent whose last child ran is freed (a view's source when its last view 
 merged with free neighbours. The buffer is the high-water mark. Sizes are aligned to the CPU
 buffer's 32 bytes.
 
-Used for the Gemma 4 MTP assistant (src/models/gemma4-assistant.cpp), whose small graph sits far
-from the target models' rules: its compute buffer is this replay, which reproduces every one of
-the 182 pair starts in measurements/llama_cpp/server (b11549, CPU backend) to the log's 0.01 MiB.
-Pure Python over ~140 nodes: well under a millisecond.
+Used for the Gemma 4 MTP assistant (src/models/gemma4-assistant.cpp; every one of the 182 pair
+starts in measurements/llama_cpp/server, b11549, CPU backend, to the log's 0.01 MiB) and for the
+Gemma 4 targets (src/models/gemma4.cpp; all 180 target starts and the targets of the 185 pair
+files, to the log's 0.01 MiB). Pure Python: ~140 nodes (assistant) well under a millisecond, ~2000
+(target) about 2 ms; the targets' replays are precomputed (piecewise -> profiles/derived/
+server_compute.json), never run on the `fit` path.
 """
 from __future__ import annotations
 
