@@ -65,18 +65,19 @@ def table_key(name: str, fmt: str, vision: bool, audio: bool) -> str:
 def lookup(spec, fmt_name: str, vision: bool, audio: bool, layers: bool = False) -> dict | None:
     """The cached entry for a catalogue spec, or None (not a catalogue profile, or stale).
     layers=True: the per-layer entry (layer_bytes.json)."""
-    src = spec.source
-    if not src or not src.endswith(".yaml"):
-        return None
     entry = _table(layers).get(table_key(spec.name, fmt_name, vision, audio))
-    if not entry:
-        return None
+    return entry if _fresh(spec, entry) else None
+
+
+def _fresh(spec, entry: dict | None) -> bool:
+    """An entry made from this catalogue profile as it is now (a spec read from elsewhere has none)."""
+    src = spec.source
+    if not entry or not src or not src.endswith(".yaml"):
+        return False
     try:
-        if entry["profile_hash"] != profile_hash(src):
-            return None
+        return entry["profile_hash"] == profile_hash(src)
     except OSError:
-        return None
-    return entry
+        return False
 
 
 def server_compute_path() -> Path:
@@ -100,18 +101,8 @@ def _server_table() -> dict:
 def server_compute_lookup(spec, key: str) -> list | None:
     """The stored closed form of a catalogue target's replayed compute buffer, or None (not a
     catalogue profile, a setting not in the table, or stale)."""
-    src = spec.source
-    if not src or not src.endswith(".yaml"):
-        return None
     entry = _server_table().get(spec.name)
-    if not entry or key not in entry["keys"]:
-        return None
-    try:
-        if entry["profile_hash"] != profile_hash(src):
-            return None
-    except OSError:
-        return None
-    return entry["keys"][key]
+    return entry["keys"].get(key) if _fresh(spec, entry) else None
 
 
 def clear() -> None:
