@@ -174,6 +174,11 @@ CASES = [
      "--tensor-split"),
     ("advise-sequences-huge", ["advise", "-d", "8gb-gpu", "-s", "9" * 20], None, "", "--sequences"),
     ("advise-runtime-empty", ["advise", "-d", "8gb-gpu", "-r", ""], None, "", "--runtime"),
+    # --host-memory is a size or 'none': the message names --host-memory, never --device
+    ("advise-host-memory-empty", ["advise", "-d", "8gb-gpu", "--host-memory", ""], None, "", "--host-memory"),
+    ("advise-host-memory-zero", ["advise", "-d", "8gb-gpu", "--host-memory", "0gb"], None, "", "--host-memory"),
+    ("advise-host-memory-negative", ["advise", "-d", "8gb-gpu", "--host-memory", "-5gb"], None, "", "--host-memory"),
+    ("advise-host-memory-huge", ["advise", "-d", "8gb-gpu", "--host-memory", "9" * 13 + "gb"], None, "", "--host-memory"),
     ("breakdown-device-empty", ["breakdown", "-m", "gemma-4-e2b", "-d", ""], None, "", "--device"),
     ("breakdown-swa-full-on-vllm", ["breakdown", "-m", "gemma-4-e2b", "-r", "vllm", "--swa-full"], None, "",
      "--swa-full"),

@@ -698,14 +698,14 @@ def advise(device, model, weights, context, sequences, runtime, goal, limit, hos
         resolve_model(m)
     host_b = TYPICAL_HOST
     if host_memory is not None:
-        from planner.readers.devices import get_device
+        from planner.readers.devices import parse_size
 
         if host_memory.strip().lower() == "none":
             host_b = None
-        elif host_memory.strip()[-1:].lower() in "bB":
-            host_b = get_device(host_memory).memory_bytes
         else:
-            _fail(f"--host-memory: '{host_memory}' is not a size like 64gb, or 'none'")
+            host_b = parse_size(host_memory, "--host-memory")
+            if not host_b:
+                _fail(f"--host-memory: '{shorten(host_memory, 40)}' is not a size like 64gb, or 'none'")
     found = {d: search(d, list(model) or None, context=ctx, sequences=sequences, runtime=runtime, goal=goal,
                        limit=limit, kv_verdict=kv_verdict, host_memory=host_b, weights=list(weights) or None)
              for d in device}

@@ -144,10 +144,27 @@ def get_device(name: str, path: Path | None = None) -> Device:
     cat = _catalogue(path)
     if key in cat.index:
         return cat.devices[cat.index[key]]
-    m = _SIZE_RE.match(key)
-    if m:
-        return _custom_device(name.strip(), m, cat)
+    size = parse_size(name)
+    if size is not None:
+        return _custom_device(name.strip(), size, cat)
     raise unknown_name("device", name, sorted(cat.devices), flag="--device")
+
+
+def parse_size(text: str, flag: str = "--device") -> int | None:
+    """Bytes of a bare size ("12gb", "10.5 GiB", "8192MiB", "1tb"; GB means GiB), None when the text
+    is not one; one clear line naming `flag` for a size larger than any device."""
+    m = _SIZE_RE.match(text.strip().lower())
+    if not m:
+        return None
+    number, unit = m.group(1), m.group(2).lower()
+    too_big = PlannerInputError(f"{flag}: size '{shorten(text.strip(), 40)}' is larger than {MAX_DEVICE_BYTES >> 40} "
+                                "TiB; no device has that much memory (give e.g. 12gb, 80gb, 1.5tb)")
+    if len(number) > 12:     # 10**12 GB: and int() refuses numbers of more than 4,300 digits
+        raise too_big
+    size = int(Fraction(number) * _UNIT_BYTES[unit[0]])
+    if size > MAX_DEVICE_BYTES:
+        raise too_big
+    return size
 
 
 def detect_local_gpu(path: Path | None = None) -> Device:
@@ -394,15 +411,7 @@ def _nearest_class(cat: _Catalogue, size: int) -> Device | None:
     return fitting[-1] if fitting else classes[0]
 
 
-def _custom_device(given: str, m: re.Match[str], cat: _Catalogue) -> Device:
-    number, unit = m.group(1), m.group(2).lower()
-    if len(number) > 12:     # 10**12 GB: and int() refuses numbers of more than 4,300 digits
-        raise PlannerInputError(f"--device: size '{shorten(given, 40)}' is larger than {MAX_DEVICE_BYTES >> 40} TiB; "
-                                "no device has that much memory (give e.g. 12gb, 80gb, 1.5tb)")
-    size = int(Fraction(number) * _UNIT_BYTES[unit[0]])
-    if size > MAX_DEVICE_BYTES:
-        raise PlannerInputError(f"--device: size '{shorten(given, 40)}' is larger than {MAX_DEVICE_BYTES >> 40} TiB; "
-                                "no device has that much memory (give e.g. 12gb, 80gb, 1.5tb)")
+def _custom_device(given: str, size: int, cat: _Catalogue) -> Device:
     reserve_oh = cat.overheads.get("nvidia_driver_reserved_bytes")
     if reserve_oh is None:
         raise PlannerInputError(f"{cat.path}: overheads: missing 'nvidia_driver_reserved_bytes' (needed for --device {given})")
