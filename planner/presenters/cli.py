@@ -684,7 +684,7 @@ def advise(device, model, weights, context, sequences, runtime, goal, limit, hos
     from planner.model.resolve import resolve_model
     from planner.planning.advise import TYPICAL_HOST, TYPICAL_HOST_DEVICE, host_memory_limit
     from planner.planning.advise import advise as search
-    from planner.readers.device_list import parse_device_spec
+    from planner.planning.solver import UNIFIED_KINDS
     from planner.runtimes.request import parse_context
 
     from planner.runtimes.request import check_count
@@ -709,10 +709,11 @@ def advise(device, model, weights, context, sequences, runtime, goal, limit, hos
     found = {d: search(d, list(model) or None, context=ctx, sequences=sequences, runtime=runtime, goal=goal,
                        limit=limit, kv_verdict=kv_verdict, host_memory=host_b, weights=list(weights) or None)
              for d in device}
-    limits = {d: host_memory_limit(host_b, parse_device_spec(d)[0]) for d in device}
+    targets = {d: dev for d, (dev, _n) in zip(device, _devices(device))}
+    limits = {d: host_memory_limit(host_b, dev) for d, dev in targets.items()}
     if as_json:
         print(json.dumps({"schema": "planner.advise/1", "goal": goal, "context": ctx, "sequences": sequences,
-                          "host_memory_bytes": {d: v for d, v in limits.items()},
+                          "host_memory_bytes": limits,
                           "devices": {d: [a.as_dict() for a in plans] for d, plans in found.items()}}, indent=1))
     else:
         from planner.presenters.textable import render
@@ -742,7 +743,7 @@ def advise(device, model, weights, context, sequences, runtime, goal, limit, hos
         print("note: tokens/s are upper bounds (bandwidth and compute roofline); published llama-bench runs reach "
               "40-55% of the decode bound for the 26B MoE and ~75% for dense models (README: Speed)")
         print("note: GPU GiB is the fullest GPU; host GiB is resident RAM (offloaded layers and experts are read every token)")
-        discrete = [d for d in device if host_memory_limit(0, parse_device_spec(d)[0]) is not None]
+        discrete = [d for d, dev in targets.items() if dev.kind not in UNIFIED_KINDS]
         if discrete and host_b is None:
             print("note: host RAM is not checked (--host-memory SIZE limits it)")
         elif discrete and host_b == TYPICAL_HOST:
