@@ -314,9 +314,6 @@ class CheckpointWeights:
 
         return tuple((r, sizes[r], "+".join(sorted(types[r]))) for r in sorted(sizes, key=ROLES.index))
 
-    def role_bytes(self, role: str) -> int:
-        return sum(m.nbytes for m in self.modules if m.role == role)
-
     def tensor_bytes(self, module_suffix: str) -> int:
         """Bytes of the text attention modules whose name ends with the suffix (e.g. '.layers.5.self_attn.k_proj')."""
         return sum(m.nbytes for m in self.modules if m.role == "attention" and m.name.endswith(module_suffix))

@@ -132,11 +132,11 @@ def bounded(value: Any, key: str, where: str, limit: str | None = None) -> int:
     return int(value)
 
 
-def _int(cfg: dict, key: str, where: str, default: int | None = None, limit: str | None = None) -> int:
+def _int(cfg: dict, key: str, where: str, default: int | None = None) -> int:
     v = cfg.get(key, default)
     if v is None:
         raise PlannerInputError(f"{where}: missing field '{key}' needed to size the model")
-    return bounded(v, key, where, limit)
+    return bounded(v, key, where)
 
 
 def _opt(cfg: dict, keys: tuple[str, ...], where: str, limit: str) -> int:

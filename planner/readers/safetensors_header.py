@@ -156,7 +156,6 @@ class CheckpointFiles:
     config: dict
     files: tuple[SafetensorsFile, ...]
     index: str | None = None            # the index file name when sharded
-    other_files: tuple[tuple[str, int], ...] = ()   # (name, bytes) of the folder's other files
 
     @property
     def tensors(self) -> tuple[STensor, ...]:
@@ -167,8 +166,8 @@ class CheckpointFiles:
         return sum(f.file_bytes for f in self.files)
 
 
-def shard_names(folder: Path) -> tuple[list[str], str | None]:
-    """The safetensors files of a model folder, and the index naming them (if any)."""
+def shard_names(folder: Path) -> tuple[list[str], str | None, dict | None]:
+    """The safetensors files of a model folder, the index naming them and its checked weight_map (if any)."""
     for index_name in ("model.safetensors.index.json", "diffusion_pytorch_model.safetensors.index.json"):
         index = folder / index_name
         if index.is_file():
@@ -182,35 +181,28 @@ def shard_names(folder: Path) -> tuple[list[str], str | None]:
                     raise PlannerInputError(f"{index}: weight_map names shard {s!r} outside the folder")
                 if not (folder / s).is_file():
                     raise PlannerInputError(f"{index}: shard {s} is listed in weight_map but missing from {folder}")
-            return shards, index_name
+            return shards, index_name, wm
     if (folder / "model.safetensors").is_file():
-        return ["model.safetensors"], None
-    return sorted(p.name for p in folder.glob("*.safetensors") if p.is_file()), None
+        return ["model.safetensors"], None, None
+    return sorted(p.name for p in folder.glob("*.safetensors") if p.is_file()), None, None
 
 
-def read_checkpoint(folder: Path, *, with_weights: bool = True) -> CheckpointFiles:
+def read_checkpoint(folder: Path) -> CheckpointFiles:
     """config.json plus every safetensors header of a model folder."""
     folder = Path(folder)
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise PlannerInputError(f"--model: {folder} has no config.json (a Hugging Face model folder needs one)")
     config = read_json(cfg_path, "config.json")
-    files: list[SafetensorsFile] = []
-    index = None
-    if with_weights:
-        shards, index = shard_names(folder)
-        files = [read_safetensors_header(folder / s) for s in shards]
-        if index:
-            wm = read_json(folder / index, "safetensors index")["weight_map"]
-            have = {t.name: t.file for f in files for t in f.tensors}
-            missing = [k for k, v in wm.items() if have.get(k) != v]
-            if missing:
-                raise PlannerInputError(f"{folder / index}: weight_map lists '{missing[0]}' in {wm[missing[0]]}, "
-                                        f"but that shard's header does not hold it ({len(missing)} such entries)")
-    shard_set = {f.path.name for f in files}
-    others = tuple((p.name, p.stat().st_size) for p in sorted(folder.iterdir())
-                   if p.is_file() and p.name not in shard_set)
-    return CheckpointFiles(folder, config, tuple(files), index, others)
+    shards, index, wm = shard_names(folder)
+    files = [read_safetensors_header(folder / s) for s in shards]
+    if wm:
+        have = {t.name: t.file for f in files for t in f.tensors}
+        missing = [k for k, v in wm.items() if have.get(k) != v]
+        if missing:
+            raise PlannerInputError(f"{folder / index}: weight_map lists '{missing[0]}' in {wm[missing[0]]}, "
+                                    f"but that shard's header does not hold it ({len(missing)} such entries)")
+    return CheckpointFiles(folder, config, tuple(files), index)
 
 
 def hf_cache_dirs() -> list[Path]:
