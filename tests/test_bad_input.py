@@ -276,6 +276,10 @@ CASES = [
     ("log-tail-only", ["explain", "{f}"], "".join(LOG_LINES[-20:]), ".log", "truncated"),
     ("log-binary", ["explain", "{f}"], bytes(range(256)) * 8, ".log", "binary"),
     ("log-empty", ["explain", "{f}"], "", ".log", "no llama.cpp load lines"),
+    # a damaged n_outputs_max (llama-server b11549 logs it) is a count like the other llama_context values
+    ("log-n-outputs-max-not-a-count", ["explain", "{f}"],
+     (ROOT / "tests" / "data" / "logs" / "llama-server-b11549-gemma-4-e2b-q4_0-cpu.log").read_text().replace(
+         "n_outputs_max         = 1", "n_outputs_max         = 1x"), ".log", "n_outputs_max"),
     ("log-missing", ["explain", "/nonexistent/load.log"], None, "", "load.log"),
 ]
 

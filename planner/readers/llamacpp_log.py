@@ -404,7 +404,7 @@ def _ollama_line(log: LoadLog, raw: str) -> None:
 
 
 # llama_context counts a reconciliation uses; bounded like the planner's own context (2^28 tokens)
-_COUNTS = ("n_ctx", "n_ctx_seq", "n_seq_max", "n_batch", "n_ubatch")
+_COUNTS = ("n_ctx", "n_ctx_seq", "n_seq_max", "n_batch", "n_ubatch", "n_outputs_max")
 MAX_LOG_COUNT = 1 << 28
 
 
