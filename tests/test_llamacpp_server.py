@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from planner.model.formats import get_format
+from planner.model.kv import KV_TYPES
 from planner.model.resolve import load_profile
 from planner.runtimes import llamacpp
 from planner.runtimes.llamacpp import plan_from_log_settings, predicted_kv_caches
@@ -125,7 +126,7 @@ def _target_layers(spec):
 def test_target_replay_reproduces_the_start(path):
     """The replay itself on the cells the log shows (the real-allocation starts included, which
     the sizing tests leave out): the printed buffer to the byte's rounding, every start."""
-    from planner.runtimes.ggml_alloc import QUANTIZED_KV, buffer_bytes, gemma4_target_graph
+    from planner.runtimes.ggml_alloc import buffer_bytes, gemma4_target_graph
 
     rec = _load(path)
     p, c = rec["parsed"], rec["config"]
@@ -135,8 +136,8 @@ def test_target_replay_reproduces_the_start(path):
     got = buffer_bytes(*gemma4_target_graph(
         hidden=spec.hidden_size, vocab=spec.vocab_size, ple_dim=spec.ple_dim, layers=_target_layers(spec),
         n_tokens=c["n_ubatch"], n_outputs=int(p["context"]["n_outputs_max"]), n_kv=cells["non-SWA"],
-        n_kv_swa=cells["SWA"], flash_attn=fa in ("on", "enabled"), rot_k=c["type_k"] in QUANTIZED_KV,
-        rot_v=c["type_v"] in QUANTIZED_KV))
+        n_kv_swa=cells["SWA"], flash_attn=fa in ("on", "enabled"), rot_k=KV_TYPES[c["type_k"]].quantized,
+        rot_v=KV_TYPES[c["type_v"]].quantized))
     assert round(got / MIB, 2) == p["compute_buffers"][0]["mib"]
 
 
@@ -147,7 +148,7 @@ def test_target_replay_reproduces_the_start(path):
 def test_target_terms_are_the_replay_at_every_context(model, flash, ubatch, seqs, unified, swa_full, kv):
     """The Terms read from the table (a closed form the solver and the grid evaluate) equal the
     replay itself at every 256-cell context up to 256k."""
-    from planner.runtimes.ggml_alloc import QUANTIZED_KV, buffer_bytes, gemma4_target_graph
+    from planner.runtimes.ggml_alloc import buffer_bytes, gemma4_target_graph
     from planner.runtimes.request import Plan
 
     spec = load_profile(model)
@@ -164,7 +165,7 @@ def test_target_terms_are_the_replay_at_every_context(model, flash, ubatch, seqs
         want = buffer_bytes(*gemma4_target_graph(
             hidden=spec.hidden_size, vocab=spec.vocab_size, ple_dim=spec.ple_dim, layers=_target_layers(spec),
             n_tokens=ubatch, n_outputs=seqs, n_kv=n_kv, n_kv_swa=n_kv if swa_full else min(n_kv, cap),
-            flash_attn=flash, rot_k=kv in QUANTIZED_KV, rot_v=v in QUANTIZED_KV))
+            flash_attn=flash, rot_k=KV_TYPES[kv].quantized, rot_v=KV_TYPES[v].quantized))
         assert sum(t.bytes_at(ctx) for t in terms) == want, ctx
 
 

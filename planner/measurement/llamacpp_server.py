@@ -39,7 +39,6 @@ from pathlib import Path
 XLLAMACPP_VERSION = "2026.10.11549"
 LLAMA_CPP_BUILD = "b11549"          # xllamacpp's version is <year>.<month>.<llama.cpp build number>
 SCHEMA = "planner.llamacpp-measurement/2"
-GGML_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 
 
 @dataclass

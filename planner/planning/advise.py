@@ -20,7 +20,6 @@ from typing import Callable
 
 from planner.errors import PlannerInputError
 from planner.model.formats import COMMON_FORMATS, get_format
-from planner.model.memory import gpu_bytes
 from planner.planning.solver import UNIFIED_KINDS, FitResult, budget_bytes, evaluate, fits_at
 from planner.planning.throughput import speed_bound
 from planner.readers.device_list import parse_device_spec
@@ -235,9 +234,8 @@ def _search_placement(plan: Plan, spec, device, ctx: int, counter: _Counter) -> 
 
 def _advised(r: FitResult, device_label: str, kv_state: str) -> AdvisedPlan:
     sp = speed_bound(r)
-    terms = r.model.terms + tuple(r.overhead)
     n_gpus = max(r.plan.gpus, 1)
-    per_gpu = tuple(gpu_bytes(terms, r.context, n_gpus)) if n_gpus > 1 else (r.totals.device,)
+    per_gpu = tuple(r.per_gpu()) if n_gpus > 1 else (r.totals.device,)
     dev_bytes = max(per_gpu) if r.device.kind not in UNIFIED_KINDS else r.needed
     plan = r.model.resolved.plan if r.model.runtime == "vllm" else r.plan
     plan = replace(plan, context=r.context)

@@ -51,7 +51,6 @@ class Placements:
     """Row i of every array is one placement: `ngl[i]` (None = all) and `n_cpu_moe[i]`."""
     ngl: tuple
     n_cpu_moe: tuple
-    host_weights: np.ndarray      # weight bytes that leave the GPU (decode reads them from host RAM)
 
 
 def placements(spec) -> Placements:
@@ -61,7 +60,7 @@ def placements(spec) -> Placements:
     if spec.is_moe:
         ngl += [None] * n
         moe += list(range(1, n + 1))
-    return Placements(tuple(ngl), tuple(moe), np.zeros(len(ngl), dtype=np.int64))
+    return Placements(tuple(ngl), tuple(moe))
 
 
 def _gpu_layer_mask(spec, pl: Placements) -> np.ndarray:

@@ -175,9 +175,8 @@ def speed_bound(result) -> SpeedBound:
 
     # prefill: one ubatch of n tokens (llama.cpp n_ubatch, vLLM max_num_batched_tokens)
     n = mm.resolved.ubatch
-    params, _experts = active_matmul_params(spec)
+    params, _ = active_matmul_params(spec)
     flops = n * (2 * params + _attention_flops_per_token(spec, max(ctx // 2, 1)))
-    n_gpus = max(plan.gpus, 1)
     tflops = dev.peak_dense_tflops_bf16 * 1e12 * (tp if mm.runtime == "vllm" else 1)
     compute_time = flops / tflops if tflops else 0.0
     read_time = sum(max(dev_all.get(g, 0) for g in gs) for gs in stages.values()) / bw if bw else 0.0
@@ -186,5 +185,4 @@ def speed_bound(result) -> SpeedBound:
     prefill = n / t_ubatch if t_ubatch else 0.0
     prefill_limit = ("PCIe copies of host weights" if copy_time > max(compute_time, read_time) else
                      "compute" if compute_time >= read_time else "GPU memory bandwidth")
-    del n_gpus
     return SpeedBound(decode, decode * seqs, prefill, sum(dev_read.values()), host_read, decode_limit, prefill_limit)

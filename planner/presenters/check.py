@@ -81,7 +81,6 @@ def _flag(e: dict, key: str) -> bool | None:
 
 def load_requirements(path: Path) -> list[Requirement]:
     from planner.model.resolve import resolve_model
-    from planner.readers.devices import get_device
     from planner.runtimes.request import (
         Plan,
         check_count,
@@ -179,7 +178,6 @@ def load_requirements(path: Path) -> list[Requirement]:
 
 def run_requirements(reqs: list[Requirement]) -> list[Outcome]:
     from planner.planning.solver import evaluate
-    from planner.readers.devices import get_device
     from planner.runtimes.request import Plan
 
     from planner.readers.device_list import parse_device_spec

@@ -223,10 +223,9 @@ def _names(flag: str, values) -> None:
 
 
 def _plans(models, weights, runtime, kv, kv_k, kv_v, context, sequences, ubatch, text_only, flash_attn,
-           swa_full, kv_unified, max_batched_tokens=None, no_mmap=False, default_weights=None,
-           skipped: dict | None = None) -> list:
-    """The plans asked for. A listing (no -w, or -w all) leaves out the formats a model cannot take
-    and, when `skipped` is given, records each as "model format" -> reason."""
+           swa_full, kv_unified, max_batched_tokens=None, no_mmap=False, default_weights=None) -> list:
+    """The plans asked for (a format the runtime does not load at all is left out of a listing and an
+    error when named; one a model cannot take is found when `fit` evaluates it)."""
     from planner.model.formats import format_names, get_format
     from planner.model.resolve import resolve_model
     from planner.readers.catalogue import model_names
@@ -234,7 +233,6 @@ def _plans(models, weights, runtime, kv, kv_k, kv_v, context, sequences, ubatch,
     from planner.runtimes.request import (
         Plan,
         check_count,
-        normalize_runtime,
         parse_context,
     )
 
@@ -310,20 +308,6 @@ def _plans(models, weights, runtime, kv, kv_k, kv_v, context, sequences, ubatch,
                         sequences=sequences, ubatch=ubatch, flash_attn=_flash(flash_attn), swa_full=swa_full,
                         kv_unified=kv_unified, text_only=text_only, max_batched_tokens=max_batched_tokens,
                         mmap=not no_mmap, frontend=frontend, n_outputs_max=n_out, build=build, draft=draft)
-            if (not weights and not default_weights) or any(w.lower() == "all" for w in weights):
-                # a listing skips a format the runtime refuses for this model (vLLM: compressed-tensors
-                # int4 experts whose width the group does not divide; a GGUF type with no fallback for
-                # a row length); asked for by name, it is an error
-                from planner.runtimes import build_memory_model
-
-                try:
-                    build_memory_model(plan)
-                except PlannerInputError as e:
-                    if not str(e).startswith("--weights"):
-                        raise               # not about the format: the whole request is bad
-                    if skipped is not None:
-                        skipped.setdefault(f"{name} {fmt.name}", str(e))
-                    continue
             plans.append(plan)
     return plans, explicit_models
 
@@ -360,8 +344,7 @@ def fit(device, model, weights, kv_type, kv_type_k, kv_type_v, context, sequence
     # a format named explicitly still fails loudly.
     skipped: dict[str, str] = {}
     plans, explicit = _plans(list(model), list(weights), runtime, kv_type, kv_type_k, kv_type_v, context, sequences,
-                             ubatch, text_only, flash_attn, swa_full, kv_unified, max_batched_tokens, no_mmap,
-                             skipped=skipped)
+                             ubatch, text_only, flash_attn, swa_full, kv_unified, max_batched_tokens, no_mmap)
     sweep = not weights or any(w.strip().lower() == "all" for w in weights)
     results = []
     for p in plans:
@@ -537,7 +520,7 @@ def _print_fit_table(results, seqs, margin_b, extra_notes=()) -> None:
 def breakdown(model, weights, kv_type, kv_type_k, kv_type_v, context, sequences, runtime, ubatch, max_batched_tokens,
               margin, text_only, flash_attn, swa_full, kv_unified, no_mmap, as_json, device, layers, **place) -> None:
     """Every buffer by name, in MiB, device and host, like llama.cpp's load log."""
-    from planner.planning.solver import evaluate
+    from planner.planning.solver import UNIFIED_KINDS, evaluate
     from planner.presenters.report import SCHEMA_BREAKDOWN, result_dict
     from planner.readers.devices import get_device
 
@@ -598,10 +581,11 @@ def breakdown(model, weights, kv_type, kv_type_k, kv_type_v, context, sequences,
         print()
         print(render(["layer", "type", "cells", "streams", "K", "V", "MiB"], lrows, right={0, 2, 3, 6},
                      title="KV cache by layer"))
-    if r.per_gpu() and len(r.per_gpu()) > 1:
-        print("per GPU: " + ", ".join(f"GPU{g} {_gib(b)} GiB" for g, b in enumerate(r.per_gpu()))
+    per_gpu = r.per_gpu()
+    if len(per_gpu) > 1:
+        print("per GPU: " + ", ".join(f"GPU{g} {_gib(b)} GiB" for g, b in enumerate(per_gpu))
               + f" (budget {_gib(r.budget)} GiB each)")
-    if r.totals.host and r.plan.runtime == "llama.cpp" and dev.kind not in ("unified", "phone", "sbc", "jetson", "cpu"):
+    if r.totals.host and r.plan.runtime == "llama.cpp" and dev.kind not in UNIFIED_KINDS:
         print(f"host RAM: {_gib(r.totals.host)} GiB resident (not counted against the GPU)")
     from planner.planning.throughput import speed_bound
 

@@ -47,10 +47,15 @@ def layers_path() -> Path:
     return profiles_dir() / "derived" / "layer_bytes.json"
 
 
-@lru_cache(maxsize=2)
 def _table(layers: bool = False) -> dict:
+    return _derived(layers_path() if layers else cache_path())
+
+
+@lru_cache(maxsize=3)
+def _derived(path: Path) -> dict:
+    """The entries of a precomputed table in profiles/derived, {} when missing or made by other code."""
     try:
-        data = json.loads((layers_path() if layers else cache_path()).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     if data.get("code_hash") != code_hash():
@@ -87,24 +92,12 @@ def server_compute_path() -> Path:
     return profiles_dir() / "derived" / "server_compute.json"
 
 
-@lru_cache(maxsize=1)
-def _server_table() -> dict:
-    try:
-        data = json.loads(server_compute_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    if data.get("code_hash") != code_hash():
-        return {}
-    return data.get("entries", {})
-
-
 def server_compute_lookup(spec, key: str) -> list | None:
     """The stored closed form of a catalogue target's replayed compute buffer, or None (not a
     catalogue profile, a setting not in the table, or stale)."""
-    entry = _server_table().get(spec.name)
+    entry = _derived(server_compute_path()).get(spec.name)
     return entry["keys"].get(key) if _fresh(spec, entry) else None
 
 
 def clear() -> None:
-    _table.cache_clear()
-    _server_table.cache_clear()
+    _derived.cache_clear()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from planner.errors import PlannerInputError
+from planner.errors import PlannerInputError, shorten
 
 # The largest shipped YAML (profiles/devices.yaml) is 42 KB and ~2,500 values; a requirements
 # matrix of a thousand rows is ~100 KB. libyaml parses ~0.3-1 MB/s into Python objects on a
@@ -32,18 +32,18 @@ def read_text(path: Path, what: str = "file", max_bytes: int = MAX_TEXT_BYTES) -
         with path.open("rb") as f:
             data = f.read(max_bytes + 1)
     except IsADirectoryError:
-        raise PlannerInputError(f"{_short(path)}: is a directory, expected the {what}") from None
+        raise PlannerInputError(f"{shorten(path, 120)}: is a directory, expected the {what}") from None
     except OSError as e:
-        raise PlannerInputError(f"{_short(path)}: cannot read the {what}: {e.strerror or e}") from None
+        raise PlannerInputError(f"{shorten(path, 120)}: cannot read the {what}: {e.strerror or e}") from None
     if len(data) > max_bytes:
-        raise PlannerInputError(f"{_short(path)}: the {what} is larger than {_size(max_bytes)}, more than any "
+        raise PlannerInputError(f"{shorten(path, 120)}: the {what} is larger than {_size(max_bytes)}, more than any "
                                 f"real one; not a file the planner reads")
     if b"\x00" in data:
-        raise PlannerInputError(f"{_short(path)}: not a text file (binary data, NUL byte at offset {data.index(0)})")
+        raise PlannerInputError(f"{shorten(path, 120)}: not a text file (binary data, NUL byte at offset {data.index(0)})")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise PlannerInputError(f"{_short(path)}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+        raise PlannerInputError(f"{shorten(path, 120)}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
                                 f"save the {what} as UTF-8") from None
 
 
@@ -85,8 +85,3 @@ def _check_size(data: object, where: str, max_nodes: int) -> None:
 
 def _size(n: int) -> str:
     return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n // 1024} KiB"
-
-
-def _short(path: Path, limit: int = 120) -> str:
-    s = str(path)
-    return s if len(s) <= limit else s[: limit - 3] + "..."

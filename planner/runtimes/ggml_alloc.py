@@ -203,9 +203,6 @@ def gemma4_assistant_graph(*, backbone: int, hidden: int, n_ff: int, layers: lis
     return leafs, nodes
 
 
-QUANTIZED_KV = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
-
-
 def hadamard_rows(head_dim: int) -> int:
     """The rotation llama.cpp applies to a quantized K cache (src/llama-kv-cache.cpp, attn_rot_k):
     64, doubled while the cache's head dimension is a multiple of twice it (V: always 64)."""

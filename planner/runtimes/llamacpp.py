@@ -37,18 +37,17 @@ has swa_full on; llama-cpp-python passes it through.
 """
 from __future__ import annotations
 
-from dataclasses import replace as dc_replace
+from dataclasses import replace
 from functools import lru_cache
 
 from planner.errors import PlannerInputError
 from planner.model.formats import WeightFormat
 from planner.model.inventory import ROLE_COMPONENT
 from planner.model.kv import KV_TYPES, RUNTIME_KV_TYPES, LayerCache, get_kv_type
-from planner.model.memory import NO_CELLS, Cells, Term, ceil_to
+from planner.model.memory import Cells, Term, ceil_to
 from planner.model.spec import ModelSpec
 from planner.runtimes import placement
 from planner.runtimes.base import MemoryModel, loaded_weight_bytes
-from planner.runtimes.ggml_alloc import QUANTIZED_KV
 from planner.runtimes.request import Plan, ResolvedPlan
 
 NAME = "llama.cpp"
@@ -83,7 +82,6 @@ def plan_for_device(plan: Plan, device) -> Plan:
     """On a CPU-only device there is no GPU to offload to: llama.cpp assigns every layer to the CPU
     whatever -ngl / --n-cpu-moe / -ot say (load_tensors with no GPU device; checked on this
     machine's CPU build with tools/llamacpp_placement_probe.py: identical load logs for -ngl 0 and 10)."""
-    from dataclasses import replace
 
     from planner.runtimes.overhead import backend_of
 
@@ -169,7 +167,6 @@ def drafter_terms(spec: ModelSpec, plan: Plan, fmt: WeightFormat, rp: ResolvedPl
     `KV buffer size` line, and allocates nothing. Its compute buffer: _assistant_compute_terms. The
     draft length (--spec-draft-n-max) changes only the target's n_outputs_max (measured: 3 and 8
     give the same drafter buffers)."""
-    from dataclasses import replace
 
     from planner.model.resolve import resolve_model
 
@@ -556,7 +553,8 @@ def replayed_compute_terms(spec: ModelSpec, rp: ResolvedPlan) -> list[Term] | No
         return None
     cap = None if rp.plan.swa_full else _cells(rp, True, swa[0].window).cap
     out = min(rp.n_outputs, rp.ubatch)
-    rot_k, rot_v = rp.kv_type_k in QUANTIZED_KV, rp.kv_type_v in QUANTIZED_KV
+    # llama-kv-cache.cpp rotates every block-quantized cache (attn_rot_k/v): the KV type's own flag
+    rot_k, rot_v = KV_TYPES[rp.kv_type_k].quantized, KV_TYPES[rp.kv_type_v].quantized
     segs = server_compute_lookup(spec, replay_key(rp.ubatch, out, rp.flash_attn, rot_k, rot_v, cap))
     if segs is None:
         return None
@@ -632,10 +630,7 @@ def compute_term(spec: ModelSpec, rp: ResolvedPlan, logits: bool = True) -> Term
         return _server_compute_term(spec, rp, logits)
     n = rp.ubatch
     gemma4 = spec.arch in ACT_ROWS
-    rows = ACT_ROWS.get(spec.arch, 2) * spec.hidden_size
-    moe = [l for l in spec.layers if l.n_experts]
-    if moe and gemma4:
-        rows += max(l.ffn_dim for l in moe)          # the shared (dense) MLP's intermediate
+    rows = _final_rows(spec)                         # final hidden states (+ a MoE's shared dense-MLP row)
     logits = (4 * spec.vocab_size * n + 4 * rows * n) if logits else 0
     carry = int(_carry_per_token(spec) * n)
     swa = [l for l in spec.cache_layers if l.sliding]
@@ -863,11 +858,7 @@ def gguf_tensor_table(spec: ModelSpec, ftype: str) -> list[tuple[str, tuple[int,
             rows.append((name, shape, typ, nbytes, o))
             off = ceil_to(off + nbytes, int(spec.extra.get("alignment", 32)))
         return rows
-    from planner.model.gguf_mix import (
-        choose_tensor_types,
-        gguf_data_layout,
-        tensor_nbytes,
-    )
+    from planner.model.gguf_mix import choose_tensor_types, gguf_data_layout
     from planner.model.inventory import model_tensors
 
     fmt_name = "q4_0" if ftype == "qat-q4_0" else ftype

@@ -63,14 +63,6 @@ class Placement:
     overrides: tuple[str, ...] = ()        # -ot regexes of tensors forced to the host
     n_gpus: int = 1
 
-    @property
-    def all_on_gpu(self) -> bool:
-        return HOST not in self.layer_gpu and self.output_gpu != HOST and not self.overrides and not self.n_cpu_moe
-
-    @property
-    def host_layers(self) -> int:
-        return sum(1 for g in self.layer_gpu if g == HOST)
-
     def gpu_of(self, layer: int) -> int:
         return self.output_gpu if layer >= len(self.layer_gpu) else self.layer_gpu[layer]
 
@@ -189,13 +181,6 @@ class LayerBytes:
     experts: dict
     max_tensor: tuple       # per layer: the largest weight tensor (what op offload copies at once)
     max_expert: tuple       # per layer: the largest expert tensor
-    tensors: tuple | None   # (name, role, bytes) of every text tensor (None when read from the table)
-
-
-def tensor_bytes(spec, fmt) -> tuple[tuple[str, str, int], ...]:
-    """(name, role, bytes) of every text-model tensor in the GGUF the plan loads: the file's own
-    table when a .gguf was given, llama.cpp's per-tensor type choices otherwise."""
-    return _tensor_bytes(spec, fmt.name)
 
 
 @lru_cache(maxsize=256)
@@ -223,7 +208,7 @@ def layer_bytes(spec, fmt_name: str) -> LayerBytes:
     if entry is not None and "layers" in entry:
         return LayerBytes({r: tuple(v) for r, v in entry["layers"].items()},
                           {r: tuple(v) for r, v in entry["experts"].items()},
-                          tuple(entry["max_tensor"]), tuple(entry["max_expert"]), None)
+                          tuple(entry["max_tensor"]), tuple(entry["max_expert"]))
     return layer_bytes_uncached(spec, fmt_name)
 
 
@@ -245,7 +230,7 @@ def layer_bytes_uncached(spec, fmt_name: str) -> LayerBytes:
             experts.setdefault(role, [0] * (n + 1))[il] += b
             max_expert[il] = max(max_expert[il], b)
     return LayerBytes({r: tuple(v) for r, v in layers.items()}, {r: tuple(v) for r, v in experts.items()},
-                      tuple(max_tensor), tuple(max_expert), tensors)
+                      tuple(max_tensor), tuple(max_expert))
 
 
 def role_bytes_by_gpu(spec, fmt_name: str, pl: Placement) -> dict[str, dict[int, int]]:
